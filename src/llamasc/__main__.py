@@ -1,0 +1,3 @@
+from llamasc.cli import main
+
+main()

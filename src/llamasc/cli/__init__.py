@@ -1,0 +1,99 @@
+"""The ``llamasc`` command: a thin shell over the library.
+
+Only this package prints or exits. Each subcommand lives in its own module and imports what
+it needs inside the command body, so ``llamasc --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import typer
+
+from llamasc.cli import _stubs
+from llamasc.cli._output import err_console
+from llamasc.errors import LlamascError
+
+app = typer.Typer(
+    name="llamasc",
+    help=(
+        "A pool of llama-server processes behind one OpenAI endpoint, with per-request "
+        "validated flags, plus speed (bench) and accuracy (eval) measurement of flag sets."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        from llamasc import __version__
+
+        typer.echo(f"llamasc {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", help="Print the version and exit.", callback=_version_callback,
+        is_eager=True,
+    ),
+) -> None:
+    """llamasc: llama-server pool, flag validator, bench and eval."""
+
+
+def _register() -> None:
+    """Attach every subcommand. Each module stays import-light (no heavy deps at import)."""
+    from llamasc.cli import validate_flags
+
+    app.command("serve", help="Run the daemon: one OpenAI endpoint over a pool of llama-servers.")(
+        _stubs.not_implemented("serve")
+    )
+    app.command(
+        "validate-flags",
+        help="Check llama-server flags with the same validator the daemon applies.",
+    )(validate_flags.validate_flags)
+    app.command("ps", help="List the sidecars of a running daemon.")(_stubs.not_implemented("ps"))
+    app.command("kill", help="Stop sidecars of a running daemon.")(_stubs.not_implemented("kill"))
+    app.command("bench", help="Sweep llama-server throughput (speculative/MTP on and off).")(
+        _stubs.not_implemented("bench")
+    )
+    app.command("eval", help="Accuracy runs (mmlu, gsm8k, humaneval) and A/B comparisons.")(
+        _stubs.not_implemented("eval")
+    )
+
+
+_register()
+
+
+def _setup_logging() -> None:
+    level = os.environ.get("LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the console script: maps LlamascError to one red line + exit code."""
+    try:
+        app(args=argv, standalone_mode=True)
+    except LlamascError as exc:
+        if os.environ.get("LLAMASC_DEBUG") == "1":
+            raise
+        err_console().print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
+        for detail in exc.details:
+            err_console().print(f"  - {detail}", highlight=False, soft_wrap=True, markup=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console().print("[yellow]interrupted[/]")
+        sys.exit(130)
+
+
+__all__ = ["app", "main"]

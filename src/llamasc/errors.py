@@ -1,0 +1,210 @@
+"""Every error llamasc raises on purpose.
+
+The tree::
+
+    LlamascError                      one readable line; CLI exit code; HTTP status + type
+    ├── ConfigError                   bad settings, config file or model map     (exit 2, 400)
+    ├── DiscoveryError                no llama-server / no model found           (exit 2, 500)
+    ├── FlagError                     llama-server flags refused by the policy   (exit 2, 400)
+    ├── UnknownModelError             a model id nobody configured               (exit 2, 404)
+    ├── RequestError                  a malformed client request                 (400)
+    │   └── BodyTooLargeError         request body over the limit                (413)
+    ├── AuthError                     missing or wrong API key                   (401)
+    ├── NotFoundError                 no such sidecar / route object             (404)
+    ├── CapacityError                 pool full and nothing evictable in time    (503 + Retry-After)
+    ├── ShuttingDownError             the daemon is stopping                     (503)
+    ├── SidecarError                  a llama-server child misbehaved
+    │   ├── SpawnError                it exited before becoming ready            (502)
+    │   ├── ReadinessTimeoutError     it did not become ready in time            (504)
+    │   └── UpstreamError             it failed while serving a request          (502)
+    ├── DaemonUnreachableError        `ps`/`kill` could not reach a daemon       (exit 1)
+    ├── RemoteError                   SSH / remote host trouble (bench)          (exit 1)
+    └── DataError                     eval / bench input data unusable           (exit 2)
+
+Core code raises these; only the CLI turns them into a red line and an exit code, and
+only the server turns them into an OpenAI-shaped error envelope.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+
+class LlamascError(Exception):
+    """Base of every error llamasc raises on purpose. ``str(err)`` is one readable line."""
+
+    exit_code: ClassVar[int] = 1
+    http_status: ClassVar[int] = 500
+    error_type: ClassVar[str] = "server_error"
+    code: ClassVar[str] = "internal_error"
+
+    def __init__(self, message: str, *, details: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: tuple[str, ...] = tuple(details)
+
+    def __str__(self) -> str:
+        return self.message
+
+    def to_envelope(self) -> dict[str, Any]:
+        """The OpenAI-shaped error body: ``{"error": {"message", "type", "code"}}``."""
+        body: dict[str, Any] = {
+            "message": self.message,
+            "type": self.error_type,
+            "code": self.code,
+        }
+        if self.details:
+            body["details"] = list(self.details)
+        return {"error": body}
+
+    def headers(self) -> dict[str, str]:
+        """Extra HTTP headers that go with this error (e.g. ``Retry-After``)."""
+        return {}
+
+
+class ConfigError(LlamascError):
+    exit_code = 2
+    http_status = 400
+    error_type = "invalid_request_error"
+    code = "invalid_config"
+
+
+class DiscoveryError(LlamascError):
+    exit_code = 2
+    http_status = 500
+    error_type = "server_error"
+    code = "not_found_on_host"
+
+
+class FlagError(LlamascError):
+    """Flags refused by the policy. ``details`` lists every problem, not just the first."""
+
+    exit_code = 2
+    http_status = 400
+    error_type = "invalid_request_error"
+    code = "invalid_flags"
+
+
+class UnknownModelError(LlamascError):
+    exit_code = 2
+    http_status = 404
+    error_type = "not_found_error"
+    code = "model_not_found"
+
+
+class RequestError(LlamascError):
+    exit_code = 2
+    http_status = 400
+    error_type = "invalid_request_error"
+    code = "invalid_request"
+
+
+class BodyTooLargeError(RequestError):
+    http_status = 413
+    code = "body_too_large"
+
+
+class AuthError(LlamascError):
+    exit_code = 2
+    http_status = 401
+    error_type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class NotFoundError(LlamascError):
+    exit_code = 1
+    http_status = 404
+    error_type = "not_found_error"
+    code = "not_found"
+
+
+class CapacityError(LlamascError):
+    http_status = 503
+    error_type = "unavailable_error"
+    code = "capacity"
+
+    def __init__(
+        self, message: str, *, retry_after: float = 5.0, details: Sequence[str] = ()
+    ) -> None:
+        super().__init__(message, details=details)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(max(1, round(self.retry_after)))}
+
+
+class ShuttingDownError(LlamascError):
+    http_status = 503
+    error_type = "unavailable_error"
+    code = "shutting_down"
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "5"}
+
+
+class SidecarError(LlamascError):
+    http_status = 502
+    error_type = "upstream_error"
+    code = "sidecar_error"
+
+
+class SpawnError(SidecarError):
+    """llama-server exited before it was ready; carries its exit code and stderr tail."""
+
+    code = "spawn_failed"
+
+    def __init__(
+        self, message: str, *, exit_code: int | None = None, stderr_tail: Sequence[str] = ()
+    ) -> None:
+        super().__init__(message, details=stderr_tail)
+        self.returncode = exit_code
+        self.stderr_tail: tuple[str, ...] = tuple(stderr_tail)
+
+
+class ReadinessTimeoutError(SidecarError):
+    http_status = 504
+    code = "readiness_timeout"
+
+
+class UpstreamError(SidecarError):
+    code = "upstream_failed"
+
+
+class DaemonUnreachableError(LlamascError):
+    exit_code = 1
+    code = "daemon_unreachable"
+
+
+class RemoteError(LlamascError):
+    exit_code = 1
+    code = "remote_error"
+
+
+class DataError(LlamascError):
+    exit_code = 2
+    http_status = 400
+    error_type = "invalid_request_error"
+    code = "invalid_data"
+
+
+__all__ = [
+    "AuthError",
+    "BodyTooLargeError",
+    "CapacityError",
+    "ConfigError",
+    "DaemonUnreachableError",
+    "DataError",
+    "DiscoveryError",
+    "FlagError",
+    "LlamascError",
+    "NotFoundError",
+    "ReadinessTimeoutError",
+    "RemoteError",
+    "RequestError",
+    "ShuttingDownError",
+    "SidecarError",
+    "SpawnError",
+    "UnknownModelError",
+    "UpstreamError",
+]
