@@ -46,9 +46,7 @@ class ModelCatalog:
             return self.models[model_id]
         except KeyError:
             known = ", ".join(sorted(self.models)) or "none"
-            raise UnknownModelError(
-                f"unknown model {model_id!r}; known models: {known}"
-            ) from None
+            raise UnknownModelError(f"unknown model {model_id!r}; known models: {known}") from None
 
     def ids(self) -> list[str]:
         return list(self.models)
@@ -91,7 +89,9 @@ def _line_of(text: str, pos: int) -> int:
     return text.count("\n", 0, pos) + 1
 
 
-def parse_model_map(text: str, *, source: str = "<model map>", base_dir: Path | None = None) -> list[ModelEntry]:
+def parse_model_map(
+    text: str, *, source: str = "<model map>", base_dir: Path | None = None
+) -> list[ModelEntry]:
     """Parse a model map (JSON object id -> GGUF path). Relative paths resolve against base_dir."""
     if text.startswith("\ufeff"):
         text = text[1:]
@@ -145,7 +145,9 @@ def scan_models_dir(directory: str | Path) -> list[ModelEntry]:
             continue
         model_id = gguf.stem
         if model_id in seen:
-            log.warning("skipping %s: model id %r already taken by %s", gguf, model_id, seen[model_id])
+            log.warning(
+                "skipping %s: model id %r already taken by %s", gguf, model_id, seen[model_id]
+            )
             continue
         seen[model_id] = gguf
         entries.append(ModelEntry(id=model_id, path=gguf, source=str(d)))

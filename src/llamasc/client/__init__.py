@@ -1,0 +1,11 @@
+"""A small async OpenAI-compatible client shared by bench and eval.
+
+It talks to a llamasc daemon or to any OpenAI-compatible endpoint (llama-server itself, the
+router, llama-swap). Against a llamasc daemon it can carry per-request llama-server flags in
+the ``X-Agent-Flags`` header.
+"""
+
+from llamasc.client._client import ChatClient, Completion, normalize_base_url
+from llamasc.client._sse import iter_sse_data
+
+__all__ = ["ChatClient", "Completion", "iter_sse_data", "normalize_base_url"]
