@@ -65,14 +65,18 @@ def gemma_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def fake_llama_server_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An executable that runs our fake llama-server with this interpreter."""
+    """An executable that runs our fake llama-server with this interpreter.
+
+    ``-S`` (no site import): the fake is stdlib only, and site's .pth hooks can cost
+    more than the fake's whole start-up.
+    """
     d = tmp_path_factory.mktemp("fakebin")
     if sys.platform == "win32":
         exe = d / "llama-server.cmd"
-        exe.write_text(f'@"{sys.executable}" "{FAKE_SERVER}" %*\r\n')
+        exe.write_text(f'@"{sys.executable}" -S "{FAKE_SERVER}" %*\r\n')
     else:
         exe = d / "llama-server"
-        exe.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE_SERVER}" "$@"\n')
+        exe.write_text(f'#!/bin/sh\nexec "{sys.executable}" -S "{FAKE_SERVER}" "$@"\n')
         exe.chmod(exe.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     return exe
 
