@@ -25,6 +25,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # Plain click help: typer's rich help imports markdown-it and friends and costs ~0.1 s
+    # of every `--help`; command output still uses rich.
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -40,7 +43,10 @@ def _version_callback(value: bool) -> None:
 @app.callback()
 def _root(
     version: bool = typer.Option(
-        False, "--version", help="Print the version and exit.", callback=_version_callback,
+        False,
+        "--version",
+        help="Print the version and exit.",
+        callback=_version_callback,
         is_eager=True,
     ),
 ) -> None:
@@ -51,19 +57,19 @@ def _register() -> None:
     """Attach every subcommand. Each module stays import-light (no heavy deps at import)."""
     from llamasc.cli import validate_flags
 
-    app.command("serve", help="Run the daemon: one OpenAI endpoint over a pool of llama-servers.")(
+    app.command("serve", help="Run the daemon: one OpenAI endpoint, a pool of llama-servers.")(
         _stubs.not_implemented("serve")
     )
     app.command(
         "validate-flags",
-        help="Check llama-server flags with the same validator the daemon applies.",
+        help="Check llama-server flags as the daemon would.",
     )(validate_flags.validate_flags)
     app.command("ps", help="List the sidecars of a running daemon.")(_stubs.not_implemented("ps"))
     app.command("kill", help="Stop sidecars of a running daemon.")(_stubs.not_implemented("kill"))
-    app.command("bench", help="Sweep llama-server throughput (speculative/MTP on and off).")(
+    app.command("bench", help="Throughput sweeps: speculative/MTP on vs off.")(
         _stubs.not_implemented("bench")
     )
-    app.command("eval", help="Accuracy runs (mmlu, gsm8k, humaneval) and A/B comparisons.")(
+    app.command("eval", help="Accuracy: mmlu, gsm8k, humaneval, A/B.")(
         _stubs.not_implemented("eval")
     )
 
