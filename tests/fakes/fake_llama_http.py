@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from fake_llama_server import Options
 
 
+T0 = time.monotonic()
 MID_STREAM_EVENTS = 3
 FLUSH_BYTES = 64 * 1024
 
@@ -55,13 +56,19 @@ class State:
         self.fake_echo = {"argv": opts.argv, "pid": os.getpid()}
         self.created = int(time.time())
 
-    def log(self, line: str) -> None:
-        if not self.quiet:
-            sys.stderr.write(line + "\n")
+    def log(self, line: str, level: str = "I") -> None:
+        """One log line as this llama-server build writes it: ``0.00.006.367 I srv ...``."""
+        if self.quiet:
+            return
+        us = int((time.monotonic() - T0) * 1e6)
+        stamp = (
+            f"{us // 60_000_000}.{us // 1_000_000 % 60:02d}.{us // 1000 % 1000:03d}.{us % 1000:03d}"
+        )
+        sys.stderr.write(f"{stamp} {level} {line}\n")
 
 
 def _crash(state: State, why: str) -> None:
-    state.log(f"fake: crash injected ({why})")
+    state.log(f"fake: crash injected ({why})", "E")
     sys.stderr.flush()
     if hasattr(signal, "SIGKILL"):
         os.kill(os.getpid(), signal.SIGKILL)

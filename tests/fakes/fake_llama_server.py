@@ -7,7 +7,8 @@ it looks like a flag itself; a negative number is a value). Stdlib only.
 
 Lifecycle, as the real server (see the llamasc reference notes): bind, then "load" (every
 route answers 503 ``Loading model``), then ready (``/health`` 200), then the log line
-``srv  llama_server: listening on http://H:P``. SIGTERM/SIGINT before ready kill it at once
+``srv  llama_server: listening on http://H:P``. Log lines go to stderr with this build's
+prefix (``0.00.006.367 I ``: elapsed time and level), failures as the real build words them. SIGTERM/SIGINT before ready kill it at once
 (the real server installs its handlers only after loading); after ready they make it exit 0.
 
 Every JSON reply carries ``"fake": {"argv": [...], "pid": N}`` (argv without the program),
@@ -153,27 +154,43 @@ def main(argv: list[str]) -> int:
     for sig in _soft_signals():
         signal.signal(sig, signal.SIG_IGN if ignore else signal.SIG_DFL)
 
-    st.log("build: 11434 (fake) with python for fake")
-    st.log(f"system info: n_threads = {os.cpu_count()}, fake = 1 |")
-    st.log("main: binding port with default address family")
+    st.log("srv  llama_server: initializing ...")
+    st.log(
+        "cmn  common_param: common_params_print_info: verbosity = 3 "
+        "(adjust with the `-lv N` CLI arg)"
+    )
+    if not st.api_key:
+        st.log(
+            "srv  llama_server: security: no API key is set and CORS allows all origins "
+            "(see https://github.com/ggml-org/llama.cpp/pull/25655)",
+            "W",
+        )
     Server.address_family = socket.AF_INET6 if ":" in opts.host else socket.AF_INET
     try:
         httpd = Server((opts.host, opts.port), Handler)
     except OSError:
-        st.log(f"main: couldn't bind HTTP server socket, hostname: {opts.host}, port: {opts.port}")
+        st.log(
+            "srv         start: couldn't bind HTTP server socket, "
+            f"hostname: {opts.host}, port: {opts.port}",
+            "E",
+        )
+        st.log("srv    operator(): operator(): cleaning up before exit...")
+        st.log("srv  llama_server: exiting due to HTTP server error", "E")
         return 1
     port = httpd.server_address[1]
-    st.log(f"main: HTTP server is listening, hostname: {opts.host}, port: {port}, http threads: 3")
     threading.Thread(
         target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
     ).start()
-    st.log("main: loading model")
     st.log(f"srv    load_model: loading model '{opts.model}'")
     if opts.fake.get("crash-on-start"):
-        st.log(f"llama_model_load: error loading model: fake: failed to open '{opts.model}'")
-        st.log("llama_model_load_from_file_impl: failed to load model")
-        st.log(f"srv    load_model: failed to load model, '{opts.model}'")
-        st.log("srv  llama_server: exiting due to model loading error")
+        model = opts.model
+        st.log(
+            f"llama_model_load: error loading model: fake: failed to load model from {model}", "E"
+        )
+        st.log("llama_model_load_from_file_impl: failed to load model", "E")
+        st.log(f"srv    load_model: failed to load model, '{model}'", "E")
+        st.log("srv    operator(): operator(): cleaning up before exit...")
+        st.log("srv  llama_server: exiting due to model loading error", "E")
         return 1
     if opts.fake.get("hang"):
         while True:
