@@ -8,8 +8,9 @@ it looks like a flag itself; a negative number is a value). Stdlib only.
 Lifecycle, as the real server (see the llamasc reference notes): bind, then "load" (every
 route answers 503 ``Loading model``), then ready (``/health`` 200), then the log line
 ``srv  llama_server: listening on http://H:P``. Log lines go to stderr with this build's
-prefix (``0.00.006.367 I ``: elapsed time and level), failures as the real build words them. SIGTERM/SIGINT before ready kill it at once
-(the real server installs its handlers only after loading); after ready they make it exit 0.
+prefix (``0.00.006.367 I ``: elapsed time and level), failures as the real build words
+them. SIGTERM/SIGINT before ready kill it at once (the real server installs its handlers
+only after loading); after ready they make it exit 0.
 
 Every JSON reply carries ``"fake": {"argv": [...], "pid": N}`` (argv without the program),
 and ``GET /props`` adds ``"fake": {..., "env": {...}, "ready_at": unix_time, "flags": [...]}``
