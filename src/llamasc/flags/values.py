@@ -1,0 +1,429 @@
+"""Type and range checks for flag values.
+
+Every value-taking flag gets a check. Each rule has two ranges: what llama-server itself
+accepts (applied to everyone, operators included) and a tighter one for untrusted callers, so
+an HTTP client cannot ask for absurd resources. The overrides below cover the flags that
+matter; the rest fall back to generic ranges by value kind (ints -1..1,048,576 and floats
+-1e6..1e6 for untrusted callers).
+
+Decisions worth knowing:
+
+* ``-c/--ctx-size`` is capped at 1,048,576 tokens (1 Mi) for untrusted callers: no current
+  model trains beyond that, and 0 ("the model's own context") stays allowed.
+* ``--parallel`` 1..64 for untrusted callers (llama.cpp also takes -1 = auto; 0 is an error).
+* ``--prio`` is capped at 2 (3 = realtime scheduling) and ``--poll`` at 50 (its default; 100
+  busy-waits a core) for untrusted callers.
+* ``-lm/--load-mode mlock`` and ``mmap+mlock`` pin the model in RAM: operators only.
+* ``-lv/--verbosity`` must stay >= 3 for everyone: below that llama-server hides the
+  "listening on" line the pool waits for.
+* Strings have length caps; JSON values must parse; ``--override-kv``, ``--logit-bias``,
+  ``--samplers`` and friends are shape-checked with the same grammar llama.cpp parses.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from llamasc.flags.table import FlagSpec
+
+#: (value, trusted) -> reason it is refused, or None when fine
+Check = Callable[[str, bool], "str | None"]
+
+INT32 = (-(2**31), 2**31 - 1)
+UNTRUSTED_INT = (-1, 1_048_576)
+UNTRUSTED_FLOAT = (-1e6, 1e6)
+MAX_CTX = 1_048_576
+STRING_CAP = 4096
+STRING_CAP_TRUSTED = 32 * 1024
+LONG_TEXT_CAP = 16 * 1024  # grammars, JSON schemas, chat templates
+
+TRUTHY = ("on", "enabled", "true", "1")
+FALSEY = ("off", "disabled", "false", "0")
+AUTOY = ("auto", "-1")
+
+_INT_RE = re.compile(r"[+-]?[0-9]+")
+_FLOAT_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+def _fmt(x: float) -> str:
+    if abs(x) >= 1e7:
+        return f"{x:g}"
+    return str(int(x)) if float(x).is_integer() else repr(x)
+
+
+def _range_text(lo: float, hi: float) -> str:
+    return f"between {_fmt(lo)} and {_fmt(hi)}"
+
+
+@dataclass(frozen=True, slots=True)
+class IntRule:
+    lo: int
+    hi: int
+    untrusted: tuple[int, int] | None = None
+    words: tuple[str, ...] = ()
+    exclude: tuple[int, ...] = ()
+
+    def __call__(self, value: str, trusted: bool) -> str | None:
+        if value in self.words:
+            return None
+        if not _INT_RE.fullmatch(value):
+            extra = f" (or {', '.join(self.words)})" if self.words else ""
+            return f"needs an integer{extra}, got '{_clip(value)}'"
+        n = int(value)
+        lo, hi = self.lo, self.hi
+        if not trusted and self.untrusted is not None:
+            lo, hi = max(lo, self.untrusted[0]), min(hi, self.untrusted[1])
+        if n in self.exclude:
+            return f"does not accept {n}"
+        if not lo <= n <= hi:
+            return f"must be {_range_text(lo, hi)}{_who(lo, hi, self.lo, self.hi)}, got {n}"
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class FloatRule:
+    lo: float
+    hi: float
+    untrusted: tuple[float, float] | None = None
+
+    def __call__(self, value: str, trusted: bool) -> str | None:
+        if not _FLOAT_RE.fullmatch(value):
+            return f"needs a number, got '{_clip(value)}'"
+        x = float(value)
+        if not math.isfinite(x):
+            return f"needs a finite number, got '{_clip(value)}'"
+        lo, hi = self.lo, self.hi
+        if not trusted and self.untrusted is not None:
+            lo, hi = max(lo, self.untrusted[0]), min(hi, self.untrusted[1])
+        if not lo <= x <= hi:
+            return f"must be {_range_text(lo, hi)}{_who(lo, hi, self.lo, self.hi)}, got {value}"
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class EnumRule:
+    allowed: tuple[str, ...]
+    untrusted_denied: tuple[str, ...] = ()
+    case_insensitive: bool = False
+
+    def __call__(self, value: str, trusted: bool) -> str | None:
+        probe = value.lower() if self.case_insensitive else value
+        if probe not in self.allowed:
+            return f"must be one of {', '.join(self.allowed)}; got '{_clip(value)}'"
+        if not trusted and probe in self.untrusted_denied:
+            return f"'{value}' is for operators only (it pins the model in RAM)"
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class ListRule:
+    item: Check
+    sep: str = ","
+    max_items: int = 64
+    what: str = "item"
+
+    def __call__(self, value: str, trusted: bool) -> str | None:
+        items = re.split(self.sep, value)
+        if len(items) > self.max_items:
+            return f"has {len(items)} {self.what}s (limit {self.max_items})"
+        for item in items:
+            if (why := self.item(item.strip(), trusted)) is not None:
+                return f"{self.what} '{_clip(item)}' {why}"
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class TextRule:
+    cap: int = STRING_CAP
+    pattern: re.Pattern[str] | None = None
+    shape: str = ""
+    json_kind: type | None = None  # dict / list / object: must parse as JSON of that type
+
+    def __call__(self, value: str, trusted: bool) -> str | None:
+        cap = max(self.cap, STRING_CAP_TRUSTED) if trusted else self.cap
+        if len(value) > cap:
+            return f"is too long: {len(value)} characters (limit {cap})"
+        if self.pattern is not None and not self.pattern.fullmatch(value):
+            return f"must look like {self.shape}; got '{_clip(value)}'"
+        if self.json_kind is not None:
+            try:
+                data = json.loads(value)
+            except json.JSONDecodeError as exc:
+                return f"must be valid JSON ({exc.msg} at position {exc.pos})"
+            if self.json_kind is not object and not isinstance(data, self.json_kind):
+                return f"must be a JSON {'object' if self.json_kind is dict else 'value'}"
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Explained:
+    """A rule whose refusals carry a fixed explanation."""
+
+    rule: Check
+    why: str
+
+    def __call__(self, value: str, trusted: bool) -> str | None:
+        reason = self.rule(value, trusted)
+        return f"{reason} ({self.why})" if reason else None
+
+
+def _who(lo: float, hi: float, valid_lo: float, valid_hi: float) -> str:
+    return "" if (lo, hi) == (valid_lo, valid_hi) else " for untrusted callers"
+
+
+def _clip(value: str, n: int = 40) -> str:
+    return value if len(value) <= n else value[: n - 1] + "…"
+
+
+def _int(
+    lo: int,
+    hi: int,
+    ulo: int | None = None,
+    uhi: int | None = None,
+    *,
+    words: tuple[str, ...] = (),
+    exclude: tuple[int, ...] = (),
+) -> IntRule:
+    untrusted = (ulo if ulo is not None else lo, uhi if uhi is not None else hi)
+    return IntRule(lo, hi, untrusted, words, exclude)
+
+
+def _float(lo: float, hi: float, ulo: float | None = None, uhi: float | None = None) -> FloatRule:
+    return FloatRule(lo, hi, (ulo if ulo is not None else lo, uhi if uhi is not None else hi))
+
+
+def _truthy(*, auto: bool) -> EnumRule:
+    return EnumRule(TRUTHY + FALSEY + (AUTOY if auto else ()))
+
+
+_PROB = _float(0.0, 1.0)
+_NONNEG_FLOAT = _float(0.0, 3.4e38, 0.0, 1e6)
+_THREADS = _int(-1, 1024)
+_PRIO = _int(-1, 3, -1, 2)
+_PRIO_POS = _int(0, 3, 0, 2)
+_BIT = _int(0, 1)
+_LAYERS = _int(-2, 100_000, -1, 100_000, words=("auto", "all"))
+_COUNT = _int(0, INT32[1], 0, 100_000)
+_CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
+_SAMPLER_NAMES = ("dry", "top_k", "top_p", "top_n_sigma", "typ_p", "min_p", "temperature",
+                  "xtc", "infill", "penalties", "adaptive_p")  # fmt: skip
+# llama.cpp also accepts each underscored name kebab-cased and with no separator, plus 3 aliases.
+_SAMPLERS = tuple(
+    {v for n in _SAMPLER_NAMES for v in (n, n.replace("_", "-"), n.replace("_", ""))}
+    | {"nucleus", "temp", "typ"}
+)
+_DEVICE = re.compile(r"none|[A-Za-z0-9_.:-]{1,64}")
+_DEVICES = re.compile(r"none|[A-Za-z0-9_.:-]{1,64}(,[A-Za-z0-9_.:-]{1,64}){0,15}")
+_KV_ITEM = r"[A-Za-z0-9_.\-]{1,127}=(?:int|float|bool|str):[^,]{0,127}"
+_TENSOR_ITEM = r"[^=,]{1,256}=[A-Za-z0-9_:+\-]{1,64}"
+
+OVERRIDES: dict[str, Check] = {
+    # context, memory, batching (class D)
+    "--ctx-size": _int(0, INT32[1], 0, MAX_CTX),
+    "--kv-unified-per-slot": _int(0, INT32[1], 0, MAX_CTX),
+    "--predict": _int(-1, INT32[1], -1, MAX_CTX),
+    "--batch-size": _int(1, 65536),
+    "--ubatch-size": _int(1, 65536),
+    "--parallel": _int(-1, 4096, 1, 64, exclude=(0,)),
+    "--ctx-checkpoints": _int(0, INT32[1], 0, 256),
+    "--checkpoint-min-step": _int(0, INT32[1], 0, MAX_CTX),
+    "--cache-ram": _int(-1, INT32[1], -1, 1_048_576),
+    "--keep": _int(-1, INT32[1], -1, MAX_CTX),
+    "--yarn-orig-ctx": _int(0, INT32[1], 0, MAX_CTX),
+    "--fit-ctx": _int(0, INT32[1], 0, MAX_CTX),
+    "--fit-target": ListRule(_int(0, INT32[1], 0, 1_048_576), what="target"),
+    "--image-min-tokens": _int(0, INT32[1], 0, MAX_CTX),
+    "--image-max-tokens": _int(0, INT32[1], 0, MAX_CTX),
+    "--mtmd-batch-max-tokens": _int(0, INT32[1], 0, MAX_CTX),
+    # CPU scheduling
+    "--threads": _THREADS,
+    "--threads-batch": _THREADS,
+    "--threads-http": _int(-1, 1024, -1, 256),
+    "--spec-draft-threads": _THREADS,
+    "--spec-draft-threads-batch": _THREADS,
+    "--prio": _PRIO,
+    "--prio-batch": _PRIO_POS,
+    "--spec-draft-prio": _PRIO_POS,
+    "--spec-draft-prio-batch": _PRIO_POS,
+    "--poll": _int(0, 100, 0, 50),
+    "--poll-batch": _BIT,
+    "--spec-draft-poll": _BIT,
+    "--spec-draft-poll-batch": _BIT,
+    "--cpu-strict": _BIT,
+    "--cpu-strict-batch": _BIT,
+    "--spec-draft-cpu-strict": _BIT,
+    "--spec-draft-cpu-strict-batch": _BIT,
+    "--cpu-mask": TextRule(256, re.compile(r"(0x)?[0-9a-fA-F]{1,254}"), "a hex CPU mask"),
+    "--cpu-range": TextRule(32, re.compile(r"[0-9]{1,5}-[0-9]{1,5}"), "lo-hi"),
+    # placement and loading
+    "--gpu-layers": _LAYERS,
+    "--spec-draft-ngl": _LAYERS,
+    "--main-gpu": _int(-1, 1024, 0, 1024),
+    "--n-cpu-moe": _COUNT,
+    "--n-cpu-ffn": _COUNT,
+    "--spec-draft-n-cpu-moe": _COUNT,
+    "--tensor-split": ListRule(_float(0.0, 1e6), sep="[,/]", what="proportion"),
+    "--device": TextRule(256, _DEVICES, "none or comma-separated device names"),
+    "--spec-draft-device": TextRule(256, _DEVICES, "none or comma-separated device names"),
+    "--mmproj-device": TextRule(64, _DEVICE, "none or one device name"),
+    "--override-tensor": TextRule(
+        1024, re.compile(f"{_TENSOR_ITEM}(,{_TENSOR_ITEM})*"), "<regex>=<buffer type>,..."
+    ),
+    "--spec-draft-override-tensor": TextRule(
+        1024, re.compile(f"{_TENSOR_ITEM}(,{_TENSOR_ITEM})*"), "<regex>=<buffer type>,..."
+    ),
+    "--load-mode": EnumRule(
+        ("auto", "none", "mmap", "mlock", "mmap+mlock", "dio"), ("mlock", "mmap+mlock")
+    ),
+    "--flash-attn": _truthy(auto=True),
+    "--reasoning": _truthy(auto=True),
+    "--log-colors": _truthy(auto=True),
+    "--fit": _truthy(auto=False),
+    "--numa": EnumRule(("distribute", "isolate", "numactl")),
+    "--verbosity": Explained(
+        _int(3, 5), "below 3 llama-server hides the line the pool waits for to see it is ready"
+    ),
+    # sampling (class E)
+    "--seed": _int(-1, 2**32 - 1),
+    "--temp": _float(0.0, 3.4e38, 0.0, 100.0),
+    "--top-k": _int(0, INT32[1], 0, 1_000_000),
+    "--top-p": _PROB,
+    "--min-p": _PROB,
+    "--typical": _PROB,
+    "--xtc-probability": _PROB,
+    "--xtc-threshold": _PROB,
+    "--top-nsigma": _float(-1.0, 3.4e38, -1.0, 1000.0),
+    "--repeat-last-n": _int(-1, INT32[1], -1, MAX_CTX),
+    "--repeat-penalty": _float(0.0, 3.4e38, 0.0, 100.0),
+    "--presence-penalty": _float(-3.4e38, 3.4e38, -100.0, 100.0),
+    "--frequency-penalty": _float(-3.4e38, 3.4e38, -100.0, 100.0),
+    "--dry-multiplier": _NONNEG_FLOAT,
+    "--dry-base": _NONNEG_FLOAT,
+    "--dry-allowed-length": _int(0, INT32[1], 0, MAX_CTX),
+    "--dry-penalty-last-n": _int(-1, INT32[1], -1, MAX_CTX),
+    "--dry-sequence-breaker": TextRule(256),
+    "--dynatemp-range": _NONNEG_FLOAT,
+    "--dynatemp-exp": _NONNEG_FLOAT,
+    "--mirostat": _int(0, 2),
+    "--mirostat-lr": _NONNEG_FLOAT,
+    "--mirostat-ent": _NONNEG_FLOAT,
+    "--logit-bias": TextRule(
+        64,
+        re.compile(r"[0-9]{1,10}[+-](?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"),
+        "TOKEN_ID+BIAS or TOKEN_ID-BIAS",
+    ),
+    "--samplers": ListRule(
+        EnumRule(tuple(sorted(_SAMPLERS)), case_insensitive=True), sep=";", what="sampler"
+    ),
+    "--sampler-seq": TextRule(64, re.compile(r"[dkypsmtxiea]{1,64}"), "letters from dkypsmtxiea"),
+    "--reverse-prompt": TextRule(1024),
+    "--cache-type-k": EnumRule(_CACHE_TYPES),
+    "--cache-type-v": EnumRule(_CACHE_TYPES),
+    "--spec-draft-type-k": EnumRule(_CACHE_TYPES),
+    "--spec-draft-type-v": EnumRule(_CACHE_TYPES),
+    "--slot-prompt-similarity": _PROB,
+    "--defrag-thold": _float(-1.0, 1.0),
+    "--rope-scale": _float(0.0, 3.4e38, 0.0, 1024.0),
+    "--rope-freq-base": _float(0.0, 3.4e38, 0.0, 1e10),
+    "--rope-freq-scale": _float(0.0, 3.4e38, 0.0, 1024.0),
+    "--video-fps": _float(0.0, 3.4e38, 0.0, 240.0),
+    "--cache-reuse": _int(0, INT32[1], 0, MAX_CTX),
+    # chat, reasoning, constrained output
+    "--chat-template": TextRule(LONG_TEXT_CAP),
+    "--chat-template-kwargs": TextRule(LONG_TEXT_CAP, json_kind=dict),
+    "--grammar": TextRule(LONG_TEXT_CAP),
+    "--json-schema": TextRule(LONG_TEXT_CAP, json_kind=object),
+    "--override-kv": TextRule(
+        4096, re.compile(f"{_KV_ITEM}(,{_KV_ITEM})*"), "KEY=TYPE:VALUE,... (int|float|bool|str)"
+    ),
+    "--reasoning-effort": TextRule(32, re.compile(r"[A-Za-z0-9_-]{1,32}"), "a word like high"),
+    "--reasoning-budget": _int(-1, INT32[1], -1, MAX_CTX),
+    "--reasoning-budget-message": TextRule(1024),
+    # speculative decoding
+    "--spec-draft-n-max": _int(0, INT32[1], 0, 256),
+    "--spec-draft-n-min": _int(0, INT32[1], 0, 256),
+    "--spec-draft-p-split": _PROB,
+    "--spec-draft-p-min": _PROB,
+    "--spec-synth-len": _float(0.0, 3.4e38, 0.0, 1024.0),
+    "--spec-synth-rates": ListRule(_PROB, what="rate"),
+    "--control-vector-layer-range": _int(-1, INT32[1], -1, 100_000),
+}
+
+_GENERIC_INT = _int(INT32[0], INT32[1], *UNTRUSTED_INT)
+_GENERIC_FLOAT = _float(-3.4e38, 3.4e38, *UNTRUSTED_FLOAT)
+_TSV_RANGE = re.compile(r"(-?[0-9]+)\.\.(-?[0-9]+)")
+_TSV_SET = re.compile(r"-?[0-9]+(,-?[0-9]+)*")
+_TSV_MIN = re.compile(r">=(-?[0-9]+)")
+
+
+def _int_from_tsv(spec: FlagSpec) -> Check:
+    """Integer range from the TSV's enum column (``0..1024``, ``0,1``, ``>=1``)."""
+    text = spec.enum_values.replace(" ", "")
+    if m := _TSV_RANGE.fullmatch(text):
+        return _int(int(m.group(1)), int(m.group(2)))
+    if _TSV_SET.fullmatch(text):
+        nums = [int(x) for x in text.split(",")]
+        return _int(min(nums), max(nums))
+    if m := _TSV_MIN.fullmatch(text):
+        return _int(int(m.group(1)), INT32[1], int(m.group(1)), UNTRUSTED_INT[1])
+    return _GENERIC_INT
+
+
+def _enum_words(spec: FlagSpec) -> tuple[str, ...]:
+    base = spec.enum_values.split("(")[0]
+    return tuple(w.strip() for w in base.split(",") if w.strip())
+
+
+def _by_kind(spec: FlagSpec) -> Check | None:
+    kind = spec.value_kind
+    if kind == "int":
+        return _int_from_tsv(spec)
+    if kind == "float":
+        return _GENERIC_FLOAT
+    if kind == "int int":
+        return _GENERIC_INT
+    if kind == "enum":
+        words = _enum_words(spec)
+        if "also" in spec.enum_values:
+            return _truthy(auto="auto" in words)
+        return EnumRule(words)
+    if kind == "enum-list":
+        return ListRule(EnumRule(_enum_words(spec)))
+    if kind == "int-list":
+        return ListRule(_GENERIC_INT)
+    if kind == "float-list":
+        return ListRule(_GENERIC_FLOAT, sep="[,/]")
+    if kind == "json":
+        return TextRule(LONG_TEXT_CAP, json_kind=object)
+    if kind in ("device", "device-list"):
+        return TextRule(256, _DEVICES, "none or comma-separated device names")
+    if kind in ("unknown", "flag", "bool-flag"):
+        return None
+    # strings, string lists, paths, urls, hosts, secrets: bounded, non-empty checked elsewhere
+    return TextRule(STRING_CAP)
+
+
+def rule_for(spec: FlagSpec) -> Check | None:
+    """The value check of ``spec`` (None for switches and options of unknown kind)."""
+    if spec.arity == 0:
+        return None
+    rule = OVERRIDES.get(spec.canonical)
+    return rule if rule is not None else _by_kind(spec)
+
+
+def check_values(spec: FlagSpec, values: Iterable[str], trusted: bool) -> str | None:
+    """Why ``values`` are refused for ``spec``, or None when they are fine."""
+    rule = rule_for(spec)
+    if rule is None:
+        return None
+    for value in values:
+        if (why := rule(value, trusted)) is not None:
+            return why
+    return None
+
+
+__all__ = ["MAX_CTX", "OVERRIDES", "check_values", "rule_for"]
