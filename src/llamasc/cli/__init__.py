@@ -63,6 +63,7 @@ def _register() -> None:
     app.command(
         "validate-flags",
         help="Check llama-server flags as the daemon would.",
+        context_settings=validate_flags.CONTEXT_SETTINGS,
     )(validate_flags.validate_flags)
     app.command("ps", help="List the sidecars of a running daemon.")(_stubs.not_implemented("ps"))
     app.command("kill", help="Stop sidecars of a running daemon.")(_stubs.not_implemented("kill"))

@@ -66,6 +66,10 @@ def did_you_mean(name: str, table: FlagTable) -> str | None:
     return matches[0] if matches else None
 
 
+def _clip(text: str, n: int = 40) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
 def _known_flag(token: str, table: FlagTable) -> bool:
     return looks_like_flag(token) and table.lookup(_split_attached(token)[0]) is not None
 
@@ -74,6 +78,12 @@ def _unknown_reason(name: str, table: FlagTable) -> str:
     stripped = name.strip()
     if stripped != name and table.lookup(stripped) is not None:
         return f"llama-server does not accept the spaces around it; write '{stripped}'"
+    words = stripped.split()
+    if len(words) > 1 and table.lookup(words[0]) is not None:
+        return (
+            "one argument holding spaces; llama-server wants the flag and its value as "
+            f"separate arguments ('{words[0]}' then '{_clip(' '.join(words[1:]))}')"
+        )
     hint = did_you_mean(stripped, table)
     return "unknown llama-server flag" + (f"; did you mean '{hint}'?" if hint else "")
 
