@@ -10,7 +10,7 @@ this command, so put llama-server's own ``--model`` inside quotes or after ``--`
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -28,25 +28,34 @@ CONTEXT_SETTINGS: dict[str, Any] = {
 
 def validate_flags(
     ctx: typer.Context,
-    flags: list[str] | None = typer.Argument(
-        None,
-        metavar="FLAGS...",
-        help="llama-server flags: one quoted string, a JSON list, or unquoted tokens.",
-        show_default=False,
-    ),
-    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
-    operator: bool = typer.Option(
-        False, "--operator", help="Use the operator policy (trusted config) instead of untrusted."
-    ),
-    llama_server: str | None = typer.Option(
-        None,
-        "--llama-server",
-        metavar="PATH",
-        help="Check against what this llama-server binary accepts (its --help).",
-    ),
-    model: str | None = typer.Option(
-        None, "--model", metavar="ID", help="Model id for the sidecar key [default: demo model]."
-    ),
+    flags: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="FLAGS...",
+            help="llama-server flags: one quoted string, a JSON list, or unquoted tokens.",
+            show_default=False,
+        ),
+    ] = None,
+    *,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the result as JSON on stdout.")
+    ] = False,
+    operator: Annotated[
+        bool,
+        typer.Option("--operator", help="Use the operator policy (trusted config), not untrusted."),
+    ] = False,
+    llama_server: Annotated[
+        str | None,
+        typer.Option(
+            "--llama-server",
+            metavar="PATH",
+            help="Check against what this llama-server binary accepts (its --help).",
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", metavar="ID", help="Model id for the key [default: demo model]."),
+    ] = None,
 ) -> None:
     """Check llama-server flags; exit 0 when valid, 2 (listing every problem) when not."""
     from llamasc.config.models import DEMO_MODEL_ID
