@@ -1,0 +1,413 @@
+"""The daemon's settings: command line > environment > config file > defaults.
+
+llama-sidecar's environment variables keep their names and meaning (``LLAMA_SERVER_BIN``,
+``MODEL_DIR_MAP_FILE``, ``LLAMA_SIDECAR_BIND``, ``PORT_RANGE``, ``MAX_SIDECARS``, ``LOG_LEVEL``,
+``BASE_ARGS``, ``HEALTH_TIMEOUT_SECONDS``, ``HEALTH_INTERVAL_SECONDS``); llamasc's own start
+with ``LLAMASC_``. The config file (``--config PATH`` / ``LLAMASC_CONFIG``) is TOML or YAML,
+chosen by its suffix, with the field names of :class:`Settings` as keys, plus two tables only
+a file can express::
+
+    [models.smollm2-135m]            # add a model, or give a discovered one an environment
+    path = "models/smol.gguf"        # relative to the config file
+    env = { GGML_CUDA_ENABLE_UNIFIED_MEMORY = "1" }
+
+    [flag_policy]                    # widen what X-Agent-Flags may carry
+    path_roots = { "--lora" = ["/srv/loras"] }
+
+Parsing is separate from reading files, so every rule is testable without touching disk.
+Every invalid value stops start-up with one line that names the setting the way the user
+wrote it (``MAX_SIDECARS: must be an integer >= 1, got 'abc'``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from llamasc.errors import ConfigError
+
+DEFAULT_BIND = "127.0.0.1:8402"
+DEFAULT_BODY_LIMIT = 32 * 1024 * 1024
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+class ModelSettings(BaseModel):
+    """Per-model additions from the config file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: Path | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+class Settings(BaseModel):
+    """Everything ``llamasc serve`` needs to know, validated."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    llama_server_bin: Path | None = None
+    model_map_file: Path | None = None
+    models_dir: Path | None = None
+    bind: str = DEFAULT_BIND
+    port_range: tuple[int, int] = (8500, 8599)
+    max_sidecars: int = Field(default=2, ge=1)
+    log_level: LogLevel = "INFO"
+    base_args: tuple[str, ...] | None = None  # None: llamasc.flags.DEFAULT_BASE_ARGS
+    health_timeout: float = Field(default=60.0, gt=0)
+    health_interval: float = Field(default=30.0, gt=0)
+    api_key: str | None = None
+    queue_timeout: float = Field(default=60.0, ge=0)
+    stop_grace: float = Field(default=5.0, ge=0)
+    shutdown_grace: float = Field(default=30.0, ge=0)
+    body_limit: int = Field(default=DEFAULT_BODY_LIMIT, ge=1024)
+    home: Path | None = None
+    state_file: Path | None = None
+    log_dir: Path | None = None
+    log_file: Path | None = None
+    insecure: bool = False
+    access_log: bool = False
+    models: dict[str, ModelSettings] = Field(default_factory=dict)
+    flag_policy: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("bind")
+    @classmethod
+    def _check_bind(cls, value: str) -> str:
+        split_bind(value)
+        return value
+
+    @field_validator("port_range", mode="before")
+    @classmethod
+    def _parse_port_range(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            lo, sep, hi = value.strip().partition("-")
+            try:
+                return (int(lo), int(hi) if sep else int(lo))
+            except ValueError:
+                raise ValueError("port range") from None
+        return value
+
+    @field_validator("port_range")
+    @classmethod
+    def _check_port_range(cls, value: tuple[int, int]) -> tuple[int, int]:
+        lo, hi = value
+        if not 1 <= lo <= hi <= 65535:
+            raise ValueError("port range")
+        return value
+
+    @field_validator("base_args", mode="before")
+    @classmethod
+    def _parse_base_args(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                raise ValueError("json array") from None
+        if value is not None and (
+            not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value)
+        ):
+            raise ValueError("json array")
+        return value
+
+    @field_validator("body_limit", mode="before")
+    @classmethod
+    def _parse_size(cls, value: Any) -> Any:
+        return parse_size(value) if isinstance(value, str) else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        level = value.strip().upper() if isinstance(value, str) else value
+        return "WARNING" if level == "WARN" else level
+
+    @property
+    def host(self) -> str:
+        return split_bind(self.bind)[0]
+
+    @property
+    def port(self) -> int:
+        return split_bind(self.bind)[1]
+
+    @property
+    def state_home(self) -> Path:
+        """The per-user directory for the state file and the children's logs."""
+        return self.home if self.home is not None else default_home()
+
+    @property
+    def resolved_state_file(self) -> Path:
+        return self.state_file or self.state_home / "sidecars.json"
+
+    @property
+    def resolved_log_dir(self) -> Path:
+        return self.log_dir or self.state_home / "logs"
+
+
+# field -> (environment variable, command-line option). Fields missing here come only from
+# the command line (insecure) or only from the file (models, flag_policy).
+SOURCES: dict[str, tuple[str | None, str | None]] = {
+    "llama_server_bin": ("LLAMA_SERVER_BIN", "--llama-server"),
+    "model_map_file": ("MODEL_DIR_MAP_FILE", "--model-map"),
+    "models_dir": ("LLAMASC_MODELS_DIR", "--models-dir"),
+    "bind": ("LLAMA_SIDECAR_BIND", "--bind"),
+    "port_range": ("PORT_RANGE", "--port-range"),
+    "max_sidecars": ("MAX_SIDECARS", "--max-sidecars"),
+    "log_level": ("LOG_LEVEL", "--log-level"),
+    "base_args": ("BASE_ARGS", "--base-args"),
+    "health_timeout": ("HEALTH_TIMEOUT_SECONDS", "--health-timeout"),
+    "health_interval": ("HEALTH_INTERVAL_SECONDS", "--health-interval"),
+    "api_key": ("LLAMASC_API_KEY", "--api-key"),
+    "queue_timeout": ("LLAMASC_QUEUE_TIMEOUT", "--queue-timeout"),
+    "stop_grace": ("LLAMASC_STOP_GRACE", "--stop-grace"),
+    "shutdown_grace": ("LLAMASC_SHUTDOWN_GRACE", "--shutdown-grace"),
+    "body_limit": ("LLAMASC_BODY_LIMIT", "--body-limit"),
+    "home": ("LLAMASC_HOME", None),
+    "state_file": ("LLAMASC_STATE_FILE", "--state-file"),
+    "log_dir": ("LLAMASC_LOG_DIR", "--log-dir"),
+    "log_file": ("LLAMASC_LOG_FILE", "--log-file"),
+    "insecure": (None, "--insecure"),
+    "access_log": ("LLAMASC_ACCESS_LOG", "--access-log"),
+}
+
+# What a valid value looks like, for the one-line error.
+_EXPECT: dict[str, str] = {
+    "bind": "HOST:PORT (e.g. 127.0.0.1:8402 or [::1]:8402)",
+    "port_range": "a range of ports like 8500-8599 within 1-65535",
+    "max_sidecars": "an integer >= 1",
+    "log_level": "one of DEBUG, INFO, WARNING, ERROR, CRITICAL",
+    "base_args": 'a JSON array of strings, e.g. ["-c", "4096"]',
+    "health_timeout": "a number of seconds > 0",
+    "health_interval": "a number of seconds > 0",
+    "queue_timeout": "a number of seconds >= 0",
+    "stop_grace": "a number of seconds >= 0",
+    "shutdown_grace": "a number of seconds >= 0",
+    "body_limit": "a size >= 1024 bytes (e.g. 33554432, 32MiB, 512KiB)",
+    "insecure": "true or false",
+    "access_log": "true or false",
+}
+
+_PATH_FIELDS = (
+    "llama_server_bin", "model_map_file", "models_dir", "home", "state_file", "log_dir",
+    "log_file",
+)  # fmt: skip
+
+_SIZE_UNITS = {
+    "": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2,
+    "mib": 1024**2, "g": 1000**3, "gb": 1000**3, "gib": 1024**3,
+}  # fmt: skip
+
+
+def parse_size(text: str) -> int:
+    """``"32MiB"`` -> 33554432; a bare number is bytes."""
+    s = text.strip().lower().replace(" ", "")
+    num = s.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = s[len(num) :]
+    if unit not in _SIZE_UNITS or not num:
+        raise ValueError("size")
+    try:
+        return int(float(num) * _SIZE_UNITS[unit])
+    except ValueError:
+        raise ValueError("size") from None
+
+
+def split_bind(bind: str) -> tuple[str, int]:
+    """``"127.0.0.1:8402"`` -> ``("127.0.0.1", 8402)``; IPv6 hosts go in brackets."""
+    host, sep, port_s = bind.strip().rpartition(":")
+    if not sep or not host:
+        raise ValueError("bind")
+    if host.startswith("["):
+        if not host.endswith("]"):
+            raise ValueError("bind")
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError("bind")  # an IPv6 address needs brackets to be told from its port
+    try:
+        port = int(port_s)
+    except ValueError:
+        raise ValueError("bind") from None
+    if not 0 <= port <= 65535:
+        raise ValueError("bind")
+    return host, port
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost, 127.0.0.0/8 and ::1."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def default_home(env: Mapping[str, str] | None = None, platform: str | None = None) -> Path:
+    """``LLAMASC_HOME``, else the platform's per-user state directory."""
+    env = os.environ if env is None else env
+    platform = sys.platform if platform is None else platform
+    if env.get("LLAMASC_HOME"):
+        return Path(env["LLAMASC_HOME"]).expanduser()
+    if platform == "win32":
+        base = env.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
+        return Path(base) / "llamasc"
+    if platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "llamasc"
+    base = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "llamasc"
+
+
+def parse_config_text(text: str, *, fmt: str, source: str) -> dict[str, Any]:
+    """Parse a config file's text (``fmt`` is ``"toml"`` or ``"yaml"``) into a dict."""
+    if fmt == "toml":
+        import tomllib
+
+        try:
+            data: Any = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{source}: invalid TOML: {exc}") from None
+    elif fmt == "yaml":
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            where = getattr(exc, "problem_mark", None)
+            line = f":{where.line + 1}" if where is not None else ""
+            raise ConfigError(f"{source}{line}: invalid YAML: {exc}".splitlines()[0]) from None
+    else:
+        raise ConfigError(f"{source}: unknown config format {fmt!r} (use .toml, .yaml or .yml)")
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a table of settings, got {type(data).__name__}")
+    return data
+
+
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and parse a config file; relative paths in it resolve against its directory."""
+    p = Path(path).expanduser()
+    suffix = p.suffix.lower()
+    fmt = {".toml": "toml", ".yaml": "yaml", ".yml": "yaml"}.get(suffix, suffix.lstrip("."))
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {p}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {p}: {exc}") from None
+    data = parse_config_text(text, fmt=fmt, source=str(p))
+    return _anchor_paths(data, p.parent)
+
+
+def _anchor_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    def anchor(value: Any) -> Any:
+        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+            return str(base / value)
+        return value
+
+    out = dict(data)
+    for name in _PATH_FIELDS:
+        if name in out:
+            out[name] = anchor(out[name])
+    models = out.get("models")
+    if isinstance(models, dict):
+        out["models"] = {
+            k: {**v, "path": anchor(v["path"])} if isinstance(v, dict) and "path" in v else v
+            for k, v in models.items()
+        }
+    return out
+
+
+def settings_from_sources(
+    *,
+    cli: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    file_data: Mapping[str, Any] | None = None,
+    file_name: str = "config file",
+) -> Settings:
+    """Merge the sources (command line > environment > file > defaults) and validate.
+
+    ``cli`` maps field names to values, None meaning "not given". ``env`` defaults to
+    ``os.environ``. Raises ConfigError naming the offending setting as its source spells it.
+    """
+    env = os.environ if env is None else env
+    merged: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for key, value in (file_data or {}).items():
+        merged[key] = value
+        origin[key] = f"{file_name}: {key}"
+    for name, (env_name, _) in SOURCES.items():
+        if env_name and env.get(env_name, "") != "":
+            merged[name] = env[env_name]
+            origin[name] = env_name
+    for name, value in (cli or {}).items():
+        if value is not None:
+            merged[name] = value
+            origin[name] = SOURCES.get(name, (None, f"--{name.replace('_', '-')}"))[1] or name
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc, merged, origin)) from None
+
+
+def _one_line(exc: ValidationError, merged: Mapping[str, Any], origin: Mapping[str, str]) -> str:
+    err = exc.errors()[0]
+    loc = err["loc"]
+    field = str(loc[0]) if loc else "settings"
+    where = origin.get(field, field)
+    if len(loc) > 1:
+        where += " -> " + " -> ".join(str(p) for p in loc[1:])
+    if err["type"] == "extra_forbidden":
+        model = ModelSettings if field == "models" and len(loc) > 2 else Settings
+        known = ", ".join(sorted(model.model_fields))
+        return f"{where}: unknown setting (known: {known})"
+    expect = _EXPECT.get(field) if len(loc) == 1 else None
+    got = merged.get(field, err.get("input"))
+    if expect is not None:
+        return f"{where}: must be {expect}, got {got!r}"
+    return f"{where}: {err['msg']}, got {err.get('input')!r}"
+
+
+def load_settings(
+    cli: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    config_path: str | os.PathLike[str] | None = None,
+) -> Settings:
+    """Settings for a daemon: reads the config file named by ``config_path``/``LLAMASC_CONFIG``."""
+    env = os.environ if env is None else env
+    path = config_path or env.get("LLAMASC_CONFIG") or None
+    file_data = read_config_file(path) if path else None
+    return settings_from_sources(cli=cli, env=env, file_data=file_data, file_name=str(path))
+
+
+def check_bind_security(settings: Settings) -> None:
+    """Refuse to serve a non-loopback address without an API key, unless told --insecure."""
+    if is_loopback(settings.host) or settings.api_key or settings.insecure:
+        return
+    raise ConfigError(
+        f"refusing to listen on {settings.bind} without an API key: anyone who can reach it "
+        "could start llama-server processes; set --api-key/LLAMASC_API_KEY "
+        "(or pass --insecure if the network is trusted)"
+    )
+
+
+__all__ = [
+    "DEFAULT_BIND",
+    "DEFAULT_BODY_LIMIT",
+    "SOURCES",
+    "ModelSettings",
+    "Settings",
+    "check_bind_security",
+    "default_home",
+    "is_loopback",
+    "load_settings",
+    "parse_config_text",
+    "parse_size",
+    "read_config_file",
+    "settings_from_sources",
+    "split_bind",
+]

@@ -1,0 +1,241 @@
+"""Running the daemon: build catalog, pool and app from Settings, serve, shut down cleanly.
+
+Shutdown (SIGINT/SIGTERM, or Ctrl-C): stop accepting, answer new requests with 503, let
+in-flight requests finish within ``shutdown_grace`` seconds, then stop every llama-server
+child and return normally (exit status 0). A second Ctrl-C skips the wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+import uvicorn
+
+from llamasc.config import ModelCatalog, ModelEntry, discover_models, find_llama_server
+from llamasc.config.settings import Settings, check_bind_security
+from llamasc.errors import ConfigError, FlagError
+from llamasc.flags import DEFAULT_BASE_ARGS, FlagPolicy, fix_legacy_base_args, validate_flags
+from llamasc.server.app import LlamascApp, create_app
+from llamasc.server.state import LlamaServerInfo
+
+log = logging.getLogger(__name__)
+
+VERSION_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class ServeInfo:
+    """What the daemon serves, told to ``on_ready`` once it accepts connections."""
+
+    url: str
+    models: list[str]
+    llama_server: LlamaServerInfo
+    base_args: tuple[str, ...]
+    notes: list[str] = field(default_factory=list)
+
+
+def probe_version(binary: Path, timeout: float = VERSION_TIMEOUT) -> str:
+    """``llama-server --version``'s first line, or why it could not be read."""
+    try:
+        out = subprocess.run(
+            [str(binary), "--version"],
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired:
+        return f"unknown (--version did not answer within {timeout:g} s)"
+    except OSError as exc:
+        return f"unknown ({exc.strerror or exc})"
+    text = (out.stdout + b"\n" + out.stderr).decode("utf-8", "replace")
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    for line in lines:
+        if line.lower().startswith("version"):
+            return line
+    return lines[0] if lines else f"unknown (exit status {out.returncode})"
+
+
+def build_catalog(settings: Settings) -> ModelCatalog:
+    """Discovered models (model map, models dir or the demo) plus the config file's ``models``."""
+    extra = {mid: m for mid, m in settings.models.items() if m.path is not None}
+    if extra and not settings.model_map_file and not settings.models_dir:
+        catalog = ModelCatalog()  # models listed in the config file replace the demo model
+    else:
+        catalog = discover_models(
+            model_map_file=settings.model_map_file, models_dir=settings.models_dir
+        )
+    entries = dict(catalog.models)
+    for model_id, m in settings.models.items():
+        known = entries.get(model_id)
+        if m.path is not None:
+            entries[model_id] = ModelEntry(id=model_id, path=m.path, env=m.env, source="config")
+        elif known is not None:
+            entries[model_id] = ModelEntry(
+                id=model_id, path=known.path, env={**known.env, **m.env}, source=known.source
+            )
+        else:
+            raise ConfigError(
+                f"models -> {model_id}: no such model (give it a path, or configure it via "
+                "MODEL_DIR_MAP_FILE / --models-dir)"
+            )
+    return ModelCatalog(entries)
+
+
+def resolve_base_args(settings: Settings) -> tuple[tuple[str, ...], list[str]]:
+    """BASE_ARGS upgraded from llama-sidecar's spellings and checked in operator mode."""
+    args, notes = fix_legacy_base_args(
+        DEFAULT_BASE_ARGS if settings.base_args is None else settings.base_args
+    )
+    validation = validate_flags(list(args), FlagPolicy.operator())
+    if not validation.ok:
+        raise ConfigError("BASE_ARGS: " + "; ".join(validation.problems))
+    return args, notes
+
+
+def build_policy(settings: Settings) -> FlagPolicy:
+    """The policy for X-Agent-Flags: untrusted, widened by the config file's flag_policy."""
+    try:
+        return FlagPolicy.untrusted(**settings.flag_policy)
+    except (ValueError, FlagError) as exc:
+        first = str(exc).splitlines()
+        raise ConfigError(f"flag_policy: {' '.join(first[:3])}") from None
+
+
+def listen_socket(settings: Settings) -> socket.socket:
+    """Bind the daemon's address now, so "address in use" is one clear line."""
+    host, port = settings.host, settings.port
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(f"LLAMA_SIDECAR_BIND: cannot resolve {host!r}: {exc.strerror}") from None
+    family, _, _, _, addr = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    if sys.platform != "win32":
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(addr)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            f"cannot listen on {settings.bind}: {exc.strerror or exc} "
+            "(another daemon running? set LLAMA_SIDECAR_BIND / --bind)"
+        ) from None
+    sock.set_inheritable(False)
+    return sock
+
+
+def _url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}"
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, with our drain flag set on the first signal and no signal re-raised after a
+    clean shutdown (uvicorn re-raises it, which would turn exit status 0 into 130/143)."""
+
+    def __init__(self, config: uvicorn.Config, app: LlamascApp, on_started: Callable[[], None]):
+        super().__init__(config)
+        self._app = app
+        self._on_started = on_started
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._app.llamasc.draining = True
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True
+        else:
+            self.should_exit = True
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and not self.should_exit:
+            self._on_started()
+
+
+def _uvicorn_config(app: LlamascApp, settings: Settings) -> uvicorn.Config:
+    import importlib.util
+
+    return uvicorn.Config(
+        app,
+        lifespan="on",
+        log_config=None,
+        access_log=settings.access_log,
+        server_header=False,
+        proxy_headers=False,
+        ws="none",
+        http="httptools" if importlib.util.find_spec("httptools") else "h11",
+        loop="auto",
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace),
+        log_level=settings.log_level.lower(),
+    )
+
+
+def run(settings: Settings, *, on_ready: Callable[[ServeInfo], None] | None = None) -> None:
+    """Serve until SIGINT/SIGTERM, then stop every child. Raises LlamascError on bad setup."""
+    from llamasc.pool import Pool, PoolConfig
+
+    check_bind_security(settings)
+    binary = find_llama_server(settings.llama_server_bin, os.environ)
+    catalog = build_catalog(settings)
+    base_args, notes = resolve_base_args(settings)
+    policy = build_policy(settings)
+    info = LlamaServerInfo(path=binary, version=probe_version(binary))
+    log.info("llama-server %s (%s)", binary, info.version)
+    config = PoolConfig(
+        max_sidecars=settings.max_sidecars,
+        port_range=settings.port_range,
+        queue_timeout=settings.queue_timeout,
+        health_timeout=settings.health_timeout,
+        health_interval=settings.health_interval,
+        stop_grace=settings.stop_grace,
+        state_file=settings.resolved_state_file,
+        log_dir=settings.resolved_log_dir,
+    )
+    pool = Pool(config, catalog, binary, base_args)
+    app = create_app(settings, pool, catalog=catalog, llama_server=info, policy=policy)
+    sock = listen_socket(settings)
+    serve_info = ServeInfo(_url(sock), catalog.ids(), info, base_args, notes)
+
+    def started() -> None:
+        log.info("serving %s at %s/v1", ", ".join(serve_info.models), serve_info.url)
+        if on_ready is not None:
+            on_ready(serve_info)
+
+    uv_config = _uvicorn_config(app, settings)
+    server = _Server(uv_config, app, started)
+
+    async def main() -> None:
+        try:
+            await app.llamasc.startup()  # before serving, so a failure is one clear error
+            await server.serve(sockets=[sock])
+        finally:
+            await app.llamasc.shutdown()  # also when uvicorn skipped lifespan shutdown
+
+    try:
+        with asyncio.Runner(loop_factory=uv_config.get_loop_factory()) as runner:
+            runner.run(main())
+    finally:
+        sock.close()
+
+
+__all__ = [
+    "ServeInfo",
+    "build_catalog",
+    "build_policy",
+    "listen_socket",
+    "probe_version",
+    "resolve_base_args",
+    "run",
+]

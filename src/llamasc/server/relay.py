@@ -1,0 +1,284 @@
+"""The inference routes: a lean raw-ASGI reverse proxy to the sidecars.
+
+This is the hot path, so it avoids every per-request cost it can: no framework routing, the
+body is read once and forwarded as the original bytes, the model is found without parsing the
+body when ``X-Model-Id`` is given, accepted ``X-Agent-Flags`` values are cached, connections to
+each sidecar are kept alive, and the response is relayed chunk by chunk as it arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterable, Mapping
+from typing import Any, cast
+
+import httpcore
+from starlette.types import Receive, Scope, Send
+
+from llamasc.errors import (
+    AuthError,
+    LlamascError,
+    ShuttingDownError,
+    UpstreamError,
+)
+from llamasc.server._request import header_text, model_from_body, read_body
+from llamasc.server._types import LeaseLike
+from llamasc.server.envelope import MethodNotAllowedError, send_error, sse_error_event
+from llamasc.server.state import DaemonState
+
+log = logging.getLogger(__name__)
+
+PROXY_PATHS: frozenset[str] = frozenset(
+    {
+        "/v1/chat/completions",
+        "/chat/completions",
+        "/v1/completions",
+        "/completions",
+        "/completion",
+        "/v1/embeddings",
+        "/embeddings",
+        "/v1/rerank",
+        "/rerank",
+        "/v1/reranking",
+        "/reranking",
+    }
+)
+
+# Not forwarded upstream: hop-by-hop headers, ours (auth, routing), and the ones we set.
+_DROP_REQUEST = frozenset(
+    {
+        b"host", b"content-length", b"transfer-encoding", b"connection", b"keep-alive", b"te",
+        b"trailer", b"upgrade", b"proxy-authorization", b"proxy-connection", b"expect",
+        b"authorization", b"x-agent-flags", b"x-model-id",
+    }
+)  # fmt: skip
+# Not relayed back: hop-by-hop, and what uvicorn sets itself (server, date).
+_DROP_RESPONSE = frozenset(
+    {
+        b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"upgrade",
+        b"proxy-authenticate", b"server", b"date",
+    }
+)  # fmt: skip
+_SSE = b"text/event-stream"
+_TIMINGS = b'"timings":'
+_TAIL = 16384
+# Failures of the upstream connection while the response body is being read.
+_BROKEN = (httpcore.ReadError, httpcore.RemoteProtocolError, httpcore.NetworkError)
+
+
+AUTH_MESSAGE = "missing or invalid API key (send Authorization: Bearer <key>)"
+
+
+class _AbortConnection(Exception):
+    """The upstream broke in the middle of a non-stream body: the client's connection must be
+    cut (a clean end would pass a truncated body off as complete)."""
+
+
+class _Call:
+    """One proxied request's flags, shared with its disconnect watcher."""
+
+    __slots__ = ("client_gone", "done", "started", "task")
+
+    def __init__(self, task: asyncio.Task[Any] | None) -> None:
+        self.task = task
+        self.started = False  # response headers sent: errors can no longer be an envelope
+        self.done = False  # the last body message is on its way: a disconnect is normal
+        self.client_gone = False
+
+
+def find_timings(before: bytes, last: bytes) -> dict[str, Any] | None:
+    """llama-server's ``timings`` object from the end of a response, parsing only the tail."""
+    blob = before[-_TAIL:] + last[-_TAIL:] if len(last) < _TAIL else last[-_TAIL:]
+    at = blob.rfind(_TIMINGS)
+    if at < 0:
+        return None
+    try:
+        text = blob[at + len(_TIMINGS) :].decode("utf-8", "replace").lstrip()
+        value, _ = json.JSONDecoder().raw_decode(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+class Proxy:
+    """ASGI app for the inference routes (POST only)."""
+
+    def __init__(self, state: DaemonState) -> None:
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        st = self.state
+        if scope["method"] != "POST":
+            await send_error(
+                send, MethodNotAllowedError(f"{scope['path']} accepts only POST", allow="POST")
+            )
+            return
+        model_h = flags_h = auth_h = length_h = None
+        fwd: list[tuple[bytes, bytes]] = []
+        for name, value in scope["headers"]:
+            if name not in _DROP_REQUEST:
+                fwd.append((name, value))
+            elif name == b"x-model-id":
+                model_h = value
+            elif name == b"x-agent-flags":
+                flags_h = value
+            elif name == b"authorization":
+                auth_h = value
+            elif name == b"content-length":
+                length_h = value
+        if not st.authorized(auth_h):
+            await send_error(send, AuthError(AUTH_MESSAGE))
+            return
+        if st.draining:
+            await send_error(send, ShuttingDownError("llamasc is shutting down"))
+            return
+        try:
+            body = await read_body(receive, st.body_limit, length_h)
+            model = header_text(model_h, "X-Model-Id") if model_h is not None else ""
+            if not model:
+                model = model_from_body(body)
+            flags = st.gate.canonical(header_text(flags_h, "X-Agent-Flags")) if flags_h else ()
+        except LlamascError as exc:
+            await send_error(send, exc)
+            return
+        call = _Call(asyncio.current_task())
+        watcher = asyncio.get_running_loop().create_task(self._watch(receive, call))
+        try:
+            async with st.pool.lease(model, flags) as lease:
+                await self._forward(scope, send, lease, body=body, fwd=fwd, call=call)
+        except asyncio.CancelledError:
+            if call.client_gone and call.task is not None:
+                call.task.uncancel()
+                log.debug("client left %s; upstream request cancelled", scope["path"])
+                return
+            raise
+        except LlamascError as exc:
+            if call.started:
+                raise
+            await send_error(send, exc)
+        except Exception as exc:
+            if call.started or isinstance(exc, _AbortConnection):
+                raise
+            log.exception("proxying %s failed", scope["path"])
+            await send_error(send, LlamascError(f"internal error: {type(exc).__name__}: {exc}"))
+        finally:
+            call.done = True
+            watcher.cancel()
+
+    @staticmethod
+    async def _watch(receive: Receive, call: _Call) -> None:
+        """Cancel the request when its client disconnects, so llama-server stops generating."""
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+        if not call.done and call.task is not None:
+            call.client_gone = True
+            call.task.cancel()
+
+    async def _forward(
+        self,
+        scope: Scope,
+        send: Send,
+        lease: LeaseLike,
+        *,
+        body: bytes,
+        fwd: list[tuple[bytes, bytes]],
+        call: _Call,
+    ) -> None:
+        up = self.state.upstreams.for_lease(lease)
+        target: bytes = scope.get("raw_path") or scope["path"].encode()
+        if scope["query_string"]:
+            target += b"?" + scope["query_string"]
+        headers = [up.host_header, (b"content-length", b"%d" % len(body)), *fwd]
+        try:
+            resp, extra = await up.send(b"POST", target, headers, body)
+        except httpcore.TimeoutException as exc:
+            raise UpstreamError(
+                f"llama-server for {lease.model_id!r} on port {lease.port} timed out: "
+                f"{type(exc).__name__}"
+            ) from None
+        except httpcore.NetworkError as exc:
+            raise UpstreamError(
+                f"llama-server for {lease.model_id!r} on port {lease.port} failed before "
+                f"answering: {exc or type(exc).__name__}"
+            ) from None
+        except httpcore.ProtocolError as exc:
+            raise UpstreamError(
+                f"llama-server for {lease.model_id!r} on port {lease.port} closed the "
+                f"connection without answering: {exc or type(exc).__name__}"
+            ) from None
+        try:
+            await self._relay(resp, send, lease, call)
+        finally:
+            await resp.aclose()
+            if extra is not None:
+                await extra.aclose()
+
+    async def _relay(
+        self, resp: httpcore.Response, send: Send, lease: LeaseLike, call: _Call
+    ) -> None:
+        headers: list[tuple[bytes, bytes]] = []
+        sse = False
+        for raw_name, value in resp.headers:
+            name = raw_name.lower()
+            if name in _DROP_RESPONSE:
+                continue
+            if name == b"content-type" and value.startswith(_SSE):
+                sse = True
+            headers.append((name, value))
+        if sse:
+            headers.append((b"x-accel-buffering", b"no"))  # tell reverse proxies not to buffer
+        await send({"type": "http.response.start", "status": resp.status, "headers": headers})
+        call.started = True
+        before = b""
+        last = b""
+        stream = cast(AsyncIterable[bytes], resp.stream)  # always async from an async pool
+        try:
+            if sse:
+                async for chunk in stream:
+                    if chunk:
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                        before, last = last, chunk
+                call.done = True
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            else:
+                # One chunk of look-ahead: the usual one-chunk JSON body goes out in one message.
+                async for chunk in stream:
+                    if chunk:
+                        if last:
+                            await send(
+                                {"type": "http.response.body", "body": last, "more_body": True}
+                            )
+                        before, last = last, chunk
+                call.done = True
+                await send({"type": "http.response.body", "body": last, "more_body": False})
+        except _BROKEN as exc:
+            err = UpstreamError(
+                f"llama-server for {lease.model_id!r} on port {lease.port} broke off its "
+                f"answer: {exc or type(exc).__name__}"
+            )
+            log.warning("%s", err)
+            if not sse:
+                raise _AbortConnection(str(err)) from None
+            call.done = True
+            await send(
+                {"type": "http.response.body", "body": sse_error_event(err), "more_body": False}
+            )
+            return
+        if resp.status == 200 and last:
+            timings = find_timings(before, last)
+            if timings is not None:
+                _record(lease, timings)
+
+
+def _record(lease: LeaseLike, timings: Mapping[str, Any]) -> None:
+    try:
+        lease.record(timings)
+    except Exception as exc:  # bookkeeping must never fail a request that succeeded
+        log.debug("could not record timings: %s", exc)
+
+
+__all__ = ["PROXY_PATHS", "Proxy", "find_timings"]
