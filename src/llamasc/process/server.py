@@ -1,0 +1,321 @@
+"""One llama-server child: spawn it, know when it is ready, stop it, never leak it.
+
+Design: ``subprocess.Popen`` plus two daemon threads per child (one drains the merged
+stdout/stderr, one waits for the exit), reporting to the event loop with
+``call_soon_threadsafe``. Not asyncio's subprocess API: that needs the Proactor loop on
+Windows, while uvicorn runs the Selector loop there, and this works on any loop
+(uvloop included). Readiness probes are raw asyncio streams (see ``_health``).
+
+Call :meth:`LlamaServer.start` from the event loop thread, which lives as long as the
+daemon: on Linux the child's parent-death signal is tied to the thread that spawned it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from typing import IO
+
+import psutil
+
+from llamasc.errors import ConfigError, ReadinessTimeoutError, SpawnError
+from llamasc.process._control import ChildControl, platform_control
+from llamasc.process._health import port_owned_by, probe_health
+from llamasc.process._output import READY_LINE, OutputPump, meaningful_line
+from llamasc.process.environment import child_env, warn_system_config
+from llamasc.process.spec import LaunchSpec, build_argv
+
+log = logging.getLogger(__name__)
+
+TAIL_IN_ERRORS = 20
+PROBE_FIRST = 0.005  # seconds between readiness probes at first ...
+PROBE_MAX = 0.05  # ... backing off to this
+PROBE_TIMEOUT = 0.5
+KILL_WAIT = 10.0  # after SIGKILL the exit is a matter of the kernel reclaiming memory
+DRAIN_WAIT = 1.0
+
+
+def _open_log_file(spec: LaunchSpec, argv: list[str]) -> IO[str] | None:
+    if spec.log_file is None:
+        return None
+    try:
+        spec.log_file.parent.mkdir(parents=True, exist_ok=True)
+        # Handed to the output thread, which closes it at the child's EOF.
+        fh = open(spec.log_file, "a", encoding="utf-8", errors="replace", buffering=1)  # noqa: SIM115
+    except OSError as exc:
+        raise ConfigError(f"cannot open the sidecar log file {spec.log_file}: {exc}") from exc
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    fh.write(f"--- llamasc {stamp}: starting {' '.join(argv)}\n")
+    return fh
+
+
+class LlamaServer:
+    """A running llama-server child. Create it with :meth:`start`; end it with :meth:`stop`."""
+
+    def __init__(
+        self,
+        spec: LaunchSpec,
+        argv: list[str],
+        proc: subprocess.Popen[bytes],
+        control: ChildControl,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.spec = spec
+        self.argv = argv
+        self.pid = proc.pid
+        self.port = spec.port
+        self.host = spec.host
+        self.base_url = spec.base_url
+        self.started_at = time.time()
+        self.ready_at: float | None = None
+        try:
+            self.create_time = psutil.Process(proc.pid).create_time()
+        except psutil.Error:
+            self.create_time = self.started_at
+        self._proc = proc
+        self._control = control
+        self._loop = loop
+        self._prefix = spec.prefix
+        self._exited = asyncio.Event()
+        self._eof = asyncio.Event()
+        self._wake = asyncio.Event()  # a readiness line was printed, or the child exited
+        self._listening_seen = False
+        self._stopping = False
+        self._stop_task: asyncio.Future[int | None] | None = None
+        self._pump: OutputPump | None = None
+
+    # --- public API ---------------------------------------------------------------------
+
+    @classmethod
+    async def start(
+        cls,
+        spec: LaunchSpec,
+        *,
+        ready_timeout: float = 60.0,
+        on_line: Callable[[str], None] | None = None,
+    ) -> LlamaServer:
+        """Spawn llama-server for ``spec`` and return once ``/health`` says 200.
+
+        Raises :class:`SpawnError` (with exit code and output tail) if the child exits
+        first, :class:`ReadinessTimeoutError` after ``ready_timeout`` seconds (the child is
+        killed). If the caller is cancelled meanwhile, the child is killed too.
+        ``on_line`` gets every output line, in the event loop thread.
+        """
+        loop = asyncio.get_running_loop()
+        argv = build_argv(spec)
+        env = child_env(spec)
+        warn_system_config()
+        log_fh = _open_log_file(spec, argv)
+        control = platform_control()
+        try:
+            # Blocking, on purpose: fork+exec takes a millisecond, and on Linux the child's
+            # parent-death signal belongs to the spawning thread, which must be this one.
+            proc = subprocess.Popen(argv, env=env, **control.popen_kwargs())  # noqa: ASYNC220
+        except OSError as exc:
+            if log_fh is not None:
+                log_fh.close()
+            reason = exc.strerror or str(exc)
+            raise SpawnError(f"cannot run llama-server {argv[0]}: {reason}") from exc
+        server = cls(spec, argv, proc, control, loop)
+        server._begin(log_fh, on_line)
+        try:
+            await server._await_ready(ready_timeout)
+        except asyncio.CancelledError:
+            # We may not get to await again: kill now, the waiter thread reaps the child.
+            server._kill_now("start was cancelled")
+            raise
+        except BaseException as exc:
+            server._kill_now(f"start failed ({type(exc).__name__})")
+            await server._wait_exit(KILL_WAIT)
+            raise
+        return server
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit code once the child has exited (negative: killed by that signal)."""
+        return self._proc.returncode
+
+    def tail(self, n: int = 50) -> list[str]:
+        """The child's last ``n`` output lines (at most ``spec.ring_lines`` are kept)."""
+        return self._pump.tail(n) if self._pump is not None else []
+
+    async def wait(self) -> int:
+        """Wait until the child exits; its exit code."""
+        await self._exited.wait()
+        rc = self._proc.returncode
+        assert rc is not None  # set by the waiter thread before it signals the exit
+        return rc
+
+    async def check_health(self, timeout: float = 2.0) -> bool:  # noqa: ASYNC109 (pool API)
+        """True if ``GET /health`` answers 200 within ``timeout``."""
+        return await probe_health(self.spec.connect_host, self.port, timeout) == 200
+
+    async def stop(self, grace: float = 5.0) -> int | None:
+        """Stop the child's whole tree and reap it; idempotent, safe to call concurrently.
+
+        SIGTERM (Windows: CTRL_BREAK_EVENT) to its process group, up to ``grace`` seconds
+        to exit, then SIGKILL (TerminateJobObject). Returns the exit code, or None if the
+        child could not be reaped even after the kill.
+        """
+        if self._stop_task is None:
+            self._stop_task = asyncio.ensure_future(self._stop(grace))
+        # Shielded: a cancelled caller must not leave the child half-stopped.
+        return await asyncio.shield(self._stop_task)
+
+    def __repr__(self) -> str:
+        state = "running" if self.returncode is None else f"exited {self.returncode}"
+        return f"<LlamaServer pid={self.pid} {self.base_url} {state}>"
+
+    # --- internals ----------------------------------------------------------------------
+
+    def _begin(self, log_fh: IO[str] | None, on_line: Callable[[str], None] | None) -> None:
+        self._control.adopt(self._proc)
+        log.info("%sstarted pid %d: %s", self._prefix, self.pid, " ".join(self.argv))
+        assert self._proc.stdout is not None
+        self._pump = OutputPump(
+            self._proc.stdout,
+            loop=self._loop,
+            ring_lines=self.spec.ring_lines,
+            prefix=self._prefix,
+            log_file=log_fh,
+            on_line=self._guarded(on_line) if on_line is not None else None,
+            on_ready_line=self._on_ready_line,
+            on_eof=self._eof.set,
+        )
+        self._pump.start()
+        threading.Thread(target=self._wait_thread, name="llamasc-wait", daemon=True).start()
+
+    def _guarded(self, fn: Callable[[str], None]) -> Callable[[str], None]:
+        def call(line: str) -> None:
+            try:
+                fn(line)
+            except Exception:
+                log.exception("%son_line callback failed", self._prefix)
+
+        return call
+
+    def _wait_thread(self) -> None:
+        rc = self._proc.wait()
+        with contextlib.suppress(RuntimeError):  # a closed loop: the child is reaped anyway
+            self._loop.call_soon_threadsafe(self._on_exit, rc)
+
+    def _on_exit(self, rc: int) -> None:
+        self._exited.set()
+        self._wake.set()
+        # Whatever ended the child, its stray descendants (and on Windows its job) go too.
+        self._control.release(self._proc)
+        if self._stopping or self.ready_at is None:
+            log.info("%spid %d exited with code %d", self._prefix, self.pid, rc)
+        else:
+            last = meaningful_line(self.tail(TAIL_IN_ERRORS))
+            log.warning(
+                "%spid %d exited unexpectedly with code %d: %s", self._prefix, self.pid, rc, last
+            )
+
+    def _on_ready_line(self, line: str) -> None:
+        m = READY_LINE.search(line)
+        if m and m.group(1).endswith(f":{self.port}"):
+            self._listening_seen = True
+            self._wake.set()
+
+    def _owns_port(self) -> bool:
+        if self._listening_seen:
+            return True
+        return port_owned_by(self.pid, self.port) is not False
+
+    async def _await_ready(self, ready_timeout: float) -> None:
+        loop = self._loop
+        deadline = loop.time() + ready_timeout
+        delay = PROBE_FIRST
+        host = self.spec.connect_host
+        while True:
+            self._wake.clear()
+            if self._exited.is_set():
+                raise await self._spawn_error()
+            remaining = deadline - loop.time()
+            status = await probe_health(host, self.port, min(PROBE_TIMEOUT, max(remaining, 0.01)))
+            if status == 200 and self.returncode is None and self._owns_port():
+                self.ready_at = time.time()
+                log.info(
+                    "%sready in %.2fs (pid %d)",
+                    self._prefix,
+                    self.ready_at - self.started_at,
+                    self.pid,
+                )
+                return
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise self._timeout_error(ready_timeout)
+            try:
+                async with asyncio.timeout(min(delay, remaining)):
+                    await self._wake.wait()
+                delay = PROBE_FIRST  # something happened: look again at once
+            except TimeoutError:
+                delay = min(delay * 2, PROBE_MAX)
+
+    async def _drained(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(DRAIN_WAIT):
+                await self._eof.wait()
+
+    async def _spawn_error(self) -> SpawnError:
+        await self._drained()  # the last lines usually say why
+        rc = self.returncode
+        line = meaningful_line(self.tail(self.spec.ring_lines)) or "(no output)"
+        return SpawnError(
+            f"llama-server exited with code {rc} before it was ready: {line}",
+            exit_code=rc,
+            stderr_tail=self.tail(TAIL_IN_ERRORS),
+        )
+
+    def _timeout_error(self, ready_timeout: float) -> ReadinessTimeoutError:
+        last = meaningful_line(self.tail(TAIL_IN_ERRORS)) or "(no output)"
+        return ReadinessTimeoutError(
+            f"llama-server on port {self.port} was not ready after {ready_timeout:g}s; "
+            f"killed it. Last output: {last}",
+            details=self.tail(TAIL_IN_ERRORS),
+        )
+
+    def _kill_now(self, why: str) -> None:
+        if self.returncode is None:
+            log.info("%skilling pid %d: %s", self._prefix, self.pid, why)
+        self._stopping = True
+        self._control.hard_kill(self._proc)
+
+    async def _wait_exit(self, limit: float) -> bool:
+        if self._exited.is_set():
+            return True
+        try:
+            async with asyncio.timeout(limit):
+                await self._exited.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    async def _stop(self, grace: float) -> int | None:
+        self._stopping = True
+        if self.returncode is None and not self._exited.is_set():
+            log.info("%sstopping pid %d (grace %.1fs)", self._prefix, self.pid, grace)
+            self._control.soft_stop(self._proc)
+            if not await self._wait_exit(grace):
+                log.warning(
+                    "%spid %d still running %.1fs after SIGTERM; killing it",
+                    self._prefix,
+                    self.pid,
+                    grace,
+                )
+                self._control.hard_kill(self._proc)
+                if not await self._wait_exit(KILL_WAIT):
+                    log.error(
+                        "%spid %d survived SIGKILL for %.0fs", self._prefix, self.pid, KILL_WAIT
+                    )
+                    return None
+        else:
+            await self._wait_exit(KILL_WAIT)
+        await self._drained()
+        return self.returncode
