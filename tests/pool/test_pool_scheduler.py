@@ -241,7 +241,7 @@ def test_a_full_queue_rejects_at_once() -> None:
     s = Scheduler(max_sidecars=1, queue_timeout=60, max_waiters=2)
     s.request(1, "a", 0)
     s.request(2, "b", 0)
-    assert s.request(3, "c", 0) == [Reject(3, "capacity")]
+    assert s.request(3, "c", 0) == [Reject(3, "capacity", detail="queue_full")]
 
 
 def test_a_request_id_cannot_be_reused_while_alive() -> None:

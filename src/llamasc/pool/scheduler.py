@@ -58,11 +58,13 @@ class Grant:
 
 @dataclass(frozen=True, slots=True)
 class Reject:
-    """Request ``req_id`` will not be served. ``error`` is the start error for start_failed."""
+    """Request ``req_id`` will not be served. ``error`` is the start error for start_failed;
+    ``detail`` is ``"queue_full"`` when a capacity rejection came without any wait."""
 
     req_id: RequestId
     reason: RejectReason
     error: BaseException | None = None
+    detail: str = ""
 
 
 Effect: TypeAlias = Start | Stop | Grant | Reject
@@ -147,7 +149,7 @@ class Scheduler:
         if sc is not None and sc.state is SidecarState.READY:
             return [self._grant(req_id, sc, now)]
         if len(self._waiters) >= self.max_waiters:
-            return [Reject(req_id, "capacity")]
+            return [Reject(req_id, "capacity", detail="queue_full")]
         self._waiters[req_id] = _Waiter(req_id, key, now + self.queue_timeout)
         return self._drain()
 

@@ -1,0 +1,127 @@
+"""What the pool knows about each child, and what it hands to callers.
+
+``ChildHandle`` and ``Launcher`` are the only things the pool needs from a llama-server
+process; ``llamasc.process.LlamaServer`` satisfies them, and tests pass recording fakes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from llamasc.pool.pool import Pool
+    from llamasc.process.spec import LaunchSpec
+
+
+class ChildHandle(Protocol):
+    """A running llama-server, ready to serve (what ``LlamaServer.start`` returns)."""
+
+    @property
+    def pid(self) -> int: ...
+    @property
+    def base_url(self) -> str: ...
+    @property
+    def create_time(self) -> float: ...
+    @property
+    def returncode(self) -> int | None: ...
+    def tail(self, n: int = 50) -> list[str]: ...
+    async def wait(self) -> int: ...
+    async def check_health(self, timeout: float = 2.0) -> bool: ...  # noqa: ASYNC109
+    async def stop(self, grace: float = 5.0) -> int | None: ...
+
+
+class Launcher(Protocol):
+    """Spawn a child and wait until it is ready (``LlamaServer.start``).
+
+    Raises SpawnError or ReadinessTimeoutError; when cancelled it must not leave the child
+    running: the pool frees the child's port as soon as the launcher returns.
+    """
+
+    def __call__(self, spec: LaunchSpec, *, ready_timeout: float) -> Awaitable[ChildHandle]: ...
+
+
+@dataclass(eq=False)
+class Child:
+    """One child of the pool, from its Start to its exit (mutable; the pool owns it)."""
+
+    key: str
+    model_id: str
+    flags: tuple[str, ...]
+    port: int
+    restarts: int
+    started: float = field(default_factory=time.time)
+    handle: ChildHandle | None = None
+    ready_at: float | None = None
+    stopping: bool = False
+    stop_reason: str = ""
+    health_failures: int = 0
+    requests_served: int = 0
+    last_timings: dict[str, Any] | None = None
+    start_task: asyncio.Task[None] | None = None
+    gone: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def base_url(self) -> str:
+        return self.handle.base_url if self.handle is not None else ""
+
+
+@dataclass(frozen=True)
+class SidecarInfo:
+    """A snapshot of one sidecar, for ``llamasc ps`` and the status API."""
+
+    hash: str
+    model: str
+    flags: tuple[str, ...]
+    port: int
+    pid: int | None
+    state: str
+    started: float
+    ready_at: float | None
+    last_used: float | None
+    in_flight: int
+    requests_served: int
+    last_timings: dict[str, Any] | None
+    restarts: int
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["flags"] = list(self.flags)
+        return d
+
+
+class Lease:
+    """The right to send requests to one ready sidecar until the lease is released."""
+
+    __slots__ = ("_child", "_pool", "key", "model_id", "port", "released", "req_id")
+
+    def __init__(self, pool: Pool, req_id: int, child: Child) -> None:
+        self._pool = pool
+        self._child = child
+        self.req_id = req_id
+        self.key = child.key
+        self.model_id = child.model_id
+        self.port = child.port
+        self.released = False
+
+    @property
+    def base_url(self) -> str:
+        return self._child.base_url
+
+    @property
+    def child(self) -> Child:
+        return self._child
+
+    def record(self, timings: dict[str, Any] | None) -> None:
+        """Remember the ``timings`` of the last answer, shown by ``llamasc ps``."""
+        if timings is not None:
+            self._child.last_timings = timings
+
+    def __repr__(self) -> str:
+        return f"<Lease {self.model_id} {self.key[:12]} port={self.port}>"
+
+
+__all__ = ["Child", "ChildHandle", "Launcher", "Lease", "SidecarInfo"]

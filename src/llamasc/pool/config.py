@@ -1,0 +1,52 @@
+"""The pool's settings (the daemon fills them from flags and llama-sidecar's env vars)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from llamasc.errors import ConfigError
+from llamasc.pool.ports import DEFAULT_PORT_RANGE, check_port_range
+
+
+@dataclass
+class PoolConfig:
+    """How many children, on which ports, and how long to wait for what.
+
+    - ``max_sidecars``: live children at most (starting, ready and stopping all count).
+    - ``queue_timeout``: how long a request waits for room before a 503 (capacity).
+    - ``max_queue``: requests waiting at most; more are refused at once with a 503.
+    - ``health_timeout``: how long a child may take to become ready.
+    - ``health_interval`` / ``health_failures``: a ready child is checked every interval and
+      replaced after that many failed checks in a row (0 interval: never checked).
+    - ``stop_grace``: seconds between SIGTERM and SIGKILL.
+    - ``state_file``: where live children are recorded, to reap them after a crash.
+    - ``log_dir``: each child's log goes to ``<log_dir>/<hash[:16]>.log`` when set.
+    """
+
+    max_sidecars: int = 2
+    port_range: tuple[int, int] = DEFAULT_PORT_RANGE
+    queue_timeout: float = 60.0
+    health_timeout: float = 60.0
+    health_interval: float = 30.0
+    health_failures: int = 3
+    stop_grace: float = 5.0
+    state_file: Path | None = None
+    log_dir: Path | None = None
+    host: str = "127.0.0.1"
+    max_queue: int = 512
+
+    def __post_init__(self) -> None:
+        if self.max_sidecars < 1:
+            raise ConfigError(f"MAX_SIDECARS must be at least 1, got {self.max_sidecars}")
+        check_port_range(self.port_range)
+        for name in ("queue_timeout", "health_timeout", "health_interval", "stop_grace"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}")
+        if self.health_failures < 1:
+            raise ConfigError(f"health_failures must be at least 1, got {self.health_failures}")
+        if self.max_queue < 1:
+            raise ConfigError(f"max_queue must be at least 1, got {self.max_queue}")
+
+
+__all__ = ["PoolConfig"]

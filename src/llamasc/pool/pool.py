@@ -1,0 +1,547 @@
+"""The loop that acts: feeds events to the scheduler and performs the effects it decides.
+
+Everything runs on one asyncio event loop and every scheduler call is synchronous, so the
+scheduler's state needs no lock: an event and the effects it causes are handled to the end
+before anything else runs. Only the slow parts (spawning, stopping, waiting for an exit,
+health checks) are tasks, and each reports back as an event. A warm request for a ready key
+is one dict lookup and one scheduler call: no task, no future, no lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import itertools
+import logging
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import replace
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+from llamasc.config import ModelCatalog, ModelEntry
+from llamasc.errors import (
+    CapacityError,
+    LlamascError,
+    NotFoundError,
+    RequestError,
+    ShuttingDownError,
+    SpawnError,
+)
+from llamasc.flags import merge_flags, sidecar_key
+from llamasc.pool.child import Child, Launcher, Lease, SidecarInfo
+from llamasc.pool.config import PoolConfig
+from llamasc.pool.ports import PortAllocator
+from llamasc.pool.scheduler import Effect, Grant, Reject, Scheduler, Start, Stop
+from llamasc.process.spec import LaunchSpec, build_argv
+
+if TYPE_CHECKING:
+    from llamasc.process.reaper import StateFile
+
+log = logging.getLogger(__name__)
+
+_KEY_CACHE_SIZE = 4096
+_HEX = frozenset("0123456789abcdef")
+
+
+class Pool:
+    """A bounded pool of llama-server children, one per (model, canonical flags) key."""
+
+    def __init__(
+        self,
+        config: PoolConfig,
+        catalog: ModelCatalog,
+        binary: Path,
+        base_args: Sequence[str],
+        *,
+        launcher: Launcher | None = None,
+    ) -> None:
+        self.config = config
+        self.catalog = catalog
+        self.binary = Path(binary)
+        self.base_args = tuple(base_args)
+        self.on_change: Callable[[], None] | None = None
+        if launcher is None:
+            from llamasc.process import LlamaServer
+
+            launcher = LlamaServer.start
+        self._launcher: Launcher = launcher
+        self._sched = Scheduler(
+            config.max_sidecars, config.queue_timeout, max_waiters=config.max_queue
+        )
+        self._ports = PortAllocator(config.port_range, config.host)
+        self._children: dict[str, Child] = {}
+        # what each key runs, kept while a waiter or a child refers to it
+        self._specs: dict[str, tuple[ModelEntry, tuple[str, ...]]] = {}
+        self._spec_refs: Counter[str] = Counter()
+        self._keys: dict[tuple[str, tuple[str, ...]], tuple[str, ModelEntry, tuple[str, ...]]] = {}
+        self._waiting: dict[int, asyncio.Future[Child]] = {}
+        self._req_ids = itertools.count(1)
+        self._starts: Counter[str] = Counter()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._events: deque[tuple[Callable[..., list[Effect]], tuple[Any, ...]]] = deque()
+        self._dispatching = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._health_task: asyncio.Task[None] | None = None
+        self._state_file: StateFile | None = None
+        self._grace = config.stop_grace
+        self._closing: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Reap children a crashed daemon left behind, then start watching health."""
+        if self.config.state_file is not None:
+            from llamasc.process.reaper import StateFile, reap_leftovers
+
+            await asyncio.to_thread(reap_leftovers, self.config.state_file)
+            self._state_file = StateFile(self.config.state_file)
+        if self.config.health_interval > 0 and self._health_task is None:
+            self._health_task = asyncio.create_task(self._health_loop(), name="pool-health")
+
+    async def close(self, grace: float | None = None) -> None:
+        """Stop every child and wait until all are gone. Idempotent; later leases fail."""
+        if self._closing is None:
+            self._closing = asyncio.create_task(self._close(grace), name="pool-close")
+        await asyncio.shield(self._closing)
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def _close(self, grace: float | None) -> None:
+        if grace is not None:
+            self._grace = grace
+        if self._health_task is not None:
+            self._health_task.cancel()
+            await asyncio.gather(self._health_task, return_exceptions=True)
+        children = list(self._children.values())
+        self._dispatch(self._sched.shutdown, time.monotonic())
+        for child in children:
+            await child.gone.wait()
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        if self._timer is not None:
+            self._timer.cancel()
+
+    # --------------------------------------------------------------------- leases
+
+    def lease(self, model_id: str, user_flags: Sequence[str]) -> _LeaseContext:
+        """``async with pool.lease(model, flags) as lease:`` a ready sidecar for the request.
+
+        ``user_flags`` are validated canonical tokens; they are merged over the base args.
+        Raises UnknownModelError, CapacityError, SpawnError, ReadinessTimeoutError or
+        ShuttingDownError on entry. The lease is released on exit, cancellation included.
+        """
+        return _LeaseContext(self, model_id, tuple(user_flags))
+
+    def _resolve(
+        self, model_id: str, user_flags: tuple[str, ...]
+    ) -> tuple[str, ModelEntry, tuple[str, ...]]:
+        cached = self._keys.get((model_id, user_flags))
+        if cached is not None:
+            return cached
+        entry = self.catalog.get(model_id)
+        merged = merge_flags(self.base_args, user_flags)
+        resolved = (sidecar_key(model_id, merged), entry, merged)
+        if len(self._keys) >= _KEY_CACHE_SIZE:
+            self._keys.clear()
+        self._keys[(model_id, user_flags)] = resolved
+        return resolved
+
+    async def _acquire(self, model_id: str, user_flags: tuple[str, ...]) -> Lease:
+        key, entry, merged = self._resolve(model_id, user_flags)
+        req = next(self._req_ids)
+        effects = self._sched.request(req, key, time.monotonic())
+        if len(effects) == 1 and type(effects[0]) is Grant:  # the fast path: it is ready
+            return Lease(self, req, self._children[key])
+        fut: asyncio.Future[Child] = asyncio.get_running_loop().create_future()
+        self._waiting[req] = fut
+        self._hold(key, entry, merged)
+        try:
+            self._feed(effects)
+            child = await fut
+        except asyncio.CancelledError:
+            # a grant may have landed just before the cancellation: release covers both
+            self._dispatch(self._sched.released, req, time.monotonic())
+            raise
+        finally:
+            del self._waiting[req]
+            self._drop(key)
+        return Lease(self, req, child)
+
+    def _release(self, lease: Lease) -> None:
+        if lease.released:
+            return
+        lease.released = True
+        lease.child.requests_served += 1
+        self._dispatch(self._sched.released, lease.req_id, time.monotonic())
+
+    # -------------------------------------------------------------------- effects
+
+    def _dispatch(self, event: Callable[..., list[Effect]], *args: Any) -> None:
+        """Feed one event; effects may feed more, which are queued, never nested."""
+        self._events.append((event, args))
+        self._pump()
+
+    def _feed(self, effects: list[Effect]) -> None:
+        """Perform effects already decided (by a call made outside ``_dispatch``)."""
+        self._events.append((_decided, (effects,)))
+        self._pump()
+
+    def _pump(self) -> None:
+        if self._dispatching:
+            return
+        self._dispatching = True
+        try:
+            while self._events:
+                fn, fargs = self._events.popleft()
+                effects = fn(*fargs)
+                if effects:
+                    self._perform(effects)
+        finally:
+            self._dispatching = False
+        self._arm_timer()
+
+    def _perform(self, effects: list[Effect]) -> None:
+        for e in effects:
+            if isinstance(e, Grant):
+                fut = self._waiting.get(e.req_id)
+                if fut is None or fut.done():  # the client left: give the slot back
+                    self._dispatch(self._sched.released, e.req_id, time.monotonic())
+                else:
+                    fut.set_result(self._children[e.key])
+            elif isinstance(e, Reject):
+                fut = self._waiting.get(e.req_id)
+                if fut is not None and not fut.done():
+                    fut.set_exception(self._rejection(e))
+            elif isinstance(e, Start):
+                self._start(e.key)
+            elif isinstance(e, Stop):
+                self._stop(e.key, e.reason)
+
+    def _rejection(self, e: Reject) -> BaseException:
+        if e.reason == "shutting_down":
+            return ShuttingDownError("llamasc is shutting down")
+        if e.reason == "capacity":
+            n = self.config.max_sidecars
+            if e.detail == "queue_full":
+                return CapacityError(
+                    f"too many requests waiting ({self.config.max_queue}); try again later"
+                )
+            return CapacityError(
+                f"all {n} sidecar slot(s) stayed busy for {self.config.queue_timeout:g}s "
+                "(MAX_SIDECARS); try again later"
+            )
+        if e.error is None:
+            return SpawnError("llama-server exited before it was ready")
+        try:  # each waiter raises its own copy, so tracebacks do not pile up on one object
+            return copy.copy(e.error)
+        except Exception:
+            return e.error
+
+    def _start(self, key: str) -> None:
+        entry, merged = self._specs[key]
+        log_dir = self.config.log_dir
+        port: int | None = None
+        try:
+            port = self._ports.allocate()
+            spec = LaunchSpec(
+                binary=self.binary,
+                model_path=entry.path,
+                args=merged,
+                port=port,
+                host=self.config.host,
+                env=dict(entry.env),
+                log_file=None if log_dir is None else log_dir / f"{key[:16]}.log",
+                label=f"{entry.id}@{key[:8]}",
+            )
+        except LlamascError as exc:  # no port, or flags the child may not get
+            if port is not None:
+                self._ports.release(port)
+            log.warning("cannot start %s for %s: %s", key[:12], entry.id, exc)
+            self._dispatch(self._sched.start_failed, key, exc, time.monotonic())
+            return
+        child = Child(key, entry.id, merged, port, restarts=self._starts[key])
+        self._starts[key] += 1
+        self._children[key] = child
+        self._hold(key, entry, merged)
+        log.info("starting %s for %s on port %d: %s", key[:12], entry.id, port, " ".join(merged))
+        child.start_task = self._spawn(self._run_start(child, spec), f"start-{key[:8]}")
+        self._changed()
+
+    async def _run_start(self, child: Child, spec: LaunchSpec) -> None:
+        try:
+            handle = await self._launcher(spec, ready_timeout=self.config.health_timeout)
+        except asyncio.CancelledError:
+            # a Stop aborted the start; the launcher has killed its child on the way out
+            self._gone(child)
+            return
+        except LlamascError as exc:
+            log.warning("%s for %s did not start: %s", child.key[:12], child.model_id, exc)
+            self._gone(child, failed=exc)
+            return
+        except Exception as exc:  # a launcher bug must still answer the waiters
+            log.exception("%s for %s: launcher failed", child.key[:12], child.model_id)
+            self._gone(child, failed=SpawnError(f"could not start llama-server: {exc}"))
+            return
+        child.handle = handle
+        child.ready_at = time.time()
+        if self._state_file is not None:
+            from llamasc.process.reaper import ChildRecord
+
+            argv = build_argv(spec)
+            record = ChildRecord.of(handle.pid, handle.create_time, child.port, child.key, argv)
+            self._state_file.add_record(record)
+        self._spawn(self._watch(child), f"watch-{child.key[:8]}")
+        log.info(
+            "%s for %s ready on port %d (pid %d) in %.2fs",
+            child.key[:12],
+            child.model_id,
+            child.port,
+            handle.pid,
+            child.ready_at - child.started,
+        )
+        self._dispatch(self._sched.ready, child.key, time.monotonic())
+        self._changed()
+
+    def _stop(self, key: str, reason: str) -> None:
+        child = self._children.get(key)
+        if child is None:  # its start failed before spawning; start_failed is queued
+            return
+        child.stopping = True
+        child.stop_reason = reason
+        log.info("stopping %s for %s (%s)", key[:12], child.model_id, reason)
+        if child.handle is None:
+            if child.start_task is not None:
+                child.start_task.cancel()
+        else:
+            self._spawn(self._stop_child(child), f"stop-{key[:8]}")
+        self._changed()
+
+    async def _stop_child(self, child: Child) -> None:
+        assert child.handle is not None
+        try:
+            await child.handle.stop(self._grace)
+        except Exception:  # the watcher still reports the exit; never leave a Stop hanging
+            log.exception("stopping %s failed", child.key[:12])
+
+    async def _watch(self, child: Child) -> None:
+        assert child.handle is not None
+        code = await child.handle.wait()
+        uptime = time.time() - child.started
+        if child.stopping:
+            log.info(
+                "%s for %s exited with code %s after %.1fs (%s)",
+                child.key[:12],
+                child.model_id,
+                code,
+                uptime,
+                child.stop_reason,
+            )
+        else:
+            tail = "\n".join(child.handle.tail(20))
+            log.warning(
+                "%s for %s exited unexpectedly with code %s after %.1fs; last lines:\n%s",
+                child.key[:12],
+                child.model_id,
+                code,
+                uptime,
+                tail,
+            )
+        self._gone(child)
+
+    def _gone(self, child: Child, *, failed: BaseException | None = None) -> None:
+        """The child is dead and reaped: free its port, then tell the scheduler."""
+        self._ports.release(child.port)
+        if self._state_file is not None and child.handle is not None:
+            self._state_file.remove(child.handle.pid)
+        if self._children.get(child.key) is child:
+            del self._children[child.key]
+        self._drop(child.key)
+        now = time.monotonic()
+        if failed is not None:
+            self._dispatch(self._sched.start_failed, child.key, failed, now)
+        elif child.stopping:
+            self._dispatch(self._sched.stopped, child.key, now)
+        else:
+            self._dispatch(self._sched.exited, child.key, now)
+        child.gone.set()
+        self._changed()
+
+    # ------------------------------------------------------------------- plumbing
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _hold(self, key: str, entry: ModelEntry, merged: tuple[str, ...]) -> None:
+        self._specs[key] = (entry, merged)
+        self._spec_refs[key] += 1
+
+    def _drop(self, key: str) -> None:
+        self._spec_refs[key] -= 1
+        if self._spec_refs[key] <= 0:
+            del self._spec_refs[key]
+            self._specs.pop(key, None)
+
+    def _arm_timer(self) -> None:
+        """Wake up exactly when the oldest request waiting for room times out."""
+        deadline = self._sched.next_deadline() if self._sched.waiting() else None
+        if deadline == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = deadline
+        if deadline is not None:
+            delay = max(0.0, deadline - time.monotonic())
+            self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer, deadline)
+
+    def _on_timer(self, deadline: float) -> None:
+        self._timer = None
+        self._timer_at = None
+        self._dispatch(self._sched.tick, max(deadline, time.monotonic()))
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            try:
+                self.on_change()
+            except Exception:
+                log.exception("pool on_change callback failed")
+
+    async def _health_loop(self) -> None:
+        interval = self.config.health_interval
+        while True:
+            await asyncio.sleep(interval)
+            ready = [c for c in self._children.values() if c.handle and not c.stopping]
+            results = await asyncio.gather(
+                *(c.handle.check_health(min(interval, 5.0)) for c in ready if c.handle),
+                return_exceptions=True,
+            )
+            for child, ok in zip(ready, results, strict=True):
+                if ok is True:
+                    child.health_failures = 0
+                    continue
+                child.health_failures += 1
+                log.warning(
+                    "%s for %s failed health check %d/%d",
+                    child.key[:12],
+                    child.model_id,
+                    child.health_failures,
+                    self.config.health_failures,
+                )
+                if child.health_failures >= self.config.health_failures and not child.stopping:
+                    self._dispatch(self._sched.stop_requested, child.key, time.monotonic())
+                    child.stop_reason = "unhealthy"
+
+    # -------------------------------------------------------------- operator view
+
+    def sidecars(self) -> list[SidecarInfo]:
+        """A snapshot of every live child, oldest first."""
+        return sorted((self._info(c) for c in self._children.values()), key=lambda i: i.started)
+
+    def find(self, key_prefix: str) -> SidecarInfo:
+        """The sidecar whose hash starts with ``key_prefix`` (at least 8 hex characters)."""
+        return self._info(self._find_child(key_prefix))
+
+    async def stop_sidecar(self, key_prefix: str) -> SidecarInfo:
+        """Stop one sidecar (requests in flight on it fail) and wait until it is gone."""
+        return (await self._stop_children([self._find_child(key_prefix)]))[0]
+
+    async def stop_model(self, model_id: str) -> list[SidecarInfo]:
+        """Stop every sidecar of ``model_id``; UnknownModelError if nobody configured it."""
+        self.catalog.get(model_id)
+        return await self._stop_children(
+            [c for c in self._children.values() if c.model_id == model_id]
+        )
+
+    async def stop_all(self) -> list[SidecarInfo]:
+        """Stop every sidecar; the pool stays open and starts new ones on demand."""
+        return await self._stop_children(list(self._children.values()))
+
+    def logs(self, key_prefix: str, n: int = 200) -> list[str]:
+        """The last ``n`` log lines of a sidecar."""
+        child = self._find_child(key_prefix)
+        return child.handle.tail(n) if child.handle is not None else []
+
+    async def _stop_children(self, children: list[Child]) -> list[SidecarInfo]:
+        infos = [self._info(c) for c in children]
+        now = time.monotonic()
+        for child in children:
+            self._dispatch(self._sched.stop_requested, child.key, now)
+        for child in children:
+            await child.gone.wait()
+        return [replace(i, state="stopped", in_flight=0) for i in infos]
+
+    def _find_child(self, key_prefix: str) -> Child:
+        prefix = key_prefix.strip().lower()
+        if len(prefix) < 8 or not set(prefix) <= _HEX:
+            raise RequestError(f"sidecar id must be at least 8 hex characters, got {key_prefix!r}")
+        found = [c for k, c in self._children.items() if k.startswith(prefix)]
+        if not found:
+            raise NotFoundError(f"no sidecar {key_prefix!r}")
+        if len(found) > 1:
+            raise RequestError(f"sidecar id {key_prefix!r} is ambiguous ({len(found)} match)")
+        return found[0]
+
+    def _info(self, child: Child) -> SidecarInfo:
+        sc = self._sched.sidecars.get(child.key)
+        state = "stopping" if child.stopping else ("ready" if child.handle else "starting")
+        last_used = None
+        if sc is not None and child.handle is not None:
+            last_used = time.time() - (time.monotonic() - sc.last_used)
+        return SidecarInfo(
+            hash=child.key,
+            model=child.model_id,
+            flags=child.flags,
+            port=child.port,
+            pid=child.handle.pid if child.handle is not None else None,
+            state=state,
+            started=child.started,
+            ready_at=child.ready_at,
+            last_used=last_used,
+            in_flight=sc.in_flight if sc is not None else 0,
+            requests_served=child.requests_served,
+            last_timings=child.last_timings,
+            restarts=child.restarts,
+        )
+
+
+def _decided(effects: list[Effect]) -> list[Effect]:
+    return effects
+
+
+class _LeaseContext:
+    """``async with`` around one lease (a plain class: cheaper than a generator)."""
+
+    __slots__ = ("_flags", "_lease", "_model_id", "_pool")
+
+    def __init__(self, pool: Pool, model_id: str, flags: tuple[str, ...]) -> None:
+        self._pool = pool
+        self._model_id = model_id
+        self._flags = flags
+        self._lease: Lease | None = None
+
+    async def __aenter__(self) -> Lease:
+        self._lease = await self._pool._acquire(self._model_id, self._flags)
+        return self._lease
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._lease is not None:
+            self._pool._release(self._lease)
+
+
+__all__ = ["Pool"]
