@@ -55,18 +55,18 @@ def _root(
 
 def _register() -> None:
     """Attach every subcommand. Each module stays import-light (no heavy deps at import)."""
-    from llamasc.cli import validate_flags
+    from llamasc.cli import kill, ps, serve, validate_flags
 
     app.command("serve", help="Run the daemon: one OpenAI endpoint, a pool of llama-servers.")(
-        _stubs.not_implemented("serve")
+        serve.serve
     )
     app.command(
         "validate-flags",
         help="Check llama-server flags as the daemon would.",
         context_settings=validate_flags.CONTEXT_SETTINGS,
     )(validate_flags.validate_flags)
-    app.command("ps", help="List the sidecars of a running daemon.")(_stubs.not_implemented("ps"))
-    app.command("kill", help="Stop sidecars of a running daemon.")(_stubs.not_implemented("kill"))
+    app.command("ps", help="List the sidecars of a running daemon.")(ps.ps)
+    app.command("kill", help="Stop sidecars of a running daemon.")(kill.kill)
     app.command("bench", help="Throughput sweeps: speculative/MTP on vs off.")(
         _stubs.not_implemented("bench")
     )

@@ -169,7 +169,7 @@ def _uvicorn_config(app: LlamascApp, settings: Settings) -> uvicorn.Config:
 
     return uvicorn.Config(
         app,
-        lifespan="on",
+        lifespan="off",  # run() starts and stops the pool itself, around serve()
         log_config=None,
         access_log=settings.access_log,
         server_header=False,
@@ -184,7 +184,8 @@ def _uvicorn_config(app: LlamascApp, settings: Settings) -> uvicorn.Config:
 
 def run(settings: Settings, *, on_ready: Callable[[ServeInfo], None] | None = None) -> None:
     """Serve until SIGINT/SIGTERM, then stop every child. Raises LlamascError on bad setup."""
-    from llamasc.pool import Pool, PoolConfig
+    from llamasc.pool.config import PoolConfig
+    from llamasc.pool.pool import Pool
 
     check_bind_security(settings)
     binary = find_llama_server(settings.llama_server_bin, os.environ)

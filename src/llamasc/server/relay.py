@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterable, Mapping
+from collections.abc import AsyncIterable
 from typing import Any, cast
 
 import httpcore
@@ -274,7 +274,7 @@ class Proxy:
                 _record(lease, timings)
 
 
-def _record(lease: LeaseLike, timings: Mapping[str, Any]) -> None:
+def _record(lease: LeaseLike, timings: dict[str, Any]) -> None:
     try:
         lease.record(timings)
     except Exception as exc:  # bookkeeping must never fail a request that succeeded

@@ -1,0 +1,296 @@
+"""`llamasc serve`: run the daemon (one OpenAI endpoint over a pool of llama-servers).
+
+Every option also has an environment variable (llama-sidecar's names where they existed) and
+a config-file key; the command line wins over the environment, which wins over the file.
+Values are taken as text and validated together, so a bad one is one line naming it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from llamasc.config.settings import Settings
+    from llamasc.server import ServeInfo
+
+_Text = str | None
+
+
+def _opt(*names: str, env: str | None = None, metavar: str = "TEXT", help: str) -> Any:
+    # Taken as text (not int/float): Settings validates every source the same way, so a bad
+    # value is one line naming the option, not click's multi-line usage error.
+    text = f"{help} [env: {env}]" if env else help
+    return typer.Option(*names, metavar=metavar, help=text, show_default=False)
+
+
+_Config = Annotated[
+    _Text,
+    _opt("--config", env="LLAMASC_CONFIG", metavar="PATH", help="Config file (.toml or .yaml)."),
+]
+_Bind = Annotated[
+    _Text,
+    _opt(
+        "--bind",
+        env="LLAMA_SIDECAR_BIND",
+        metavar="HOST:PORT",
+        help="Where to listen [default: 127.0.0.1:8402].",
+    ),
+]
+_LlamaServer = Annotated[
+    _Text,
+    _opt("--llama-server", env="LLAMA_SERVER_BIN", metavar="PATH", help="The llama-server binary."),
+]
+_ModelMap = Annotated[
+    _Text,
+    _opt(
+        "--model-map",
+        env="MODEL_DIR_MAP_FILE",
+        metavar="PATH",
+        help='JSON file {"model id": "path.gguf"}.',
+    ),
+]
+_ModelsDir = Annotated[
+    _Text,
+    _opt(
+        "--models-dir",
+        env="LLAMASC_MODELS_DIR",
+        metavar="DIR",
+        help="Serve every *.gguf below DIR.",
+    ),
+]
+_MaxSidecars = Annotated[
+    _Text,
+    _opt(
+        "--max-sidecars",
+        env="MAX_SIDECARS",
+        metavar="N",
+        help="llama-server children at most [default: 2].",
+    ),
+]
+_PortRange = Annotated[
+    _Text,
+    _opt(
+        "--port-range",
+        env="PORT_RANGE",
+        metavar="LO-HI",
+        help="Ports for the children [default: 8500-8599].",
+    ),
+]
+_BaseArgs = Annotated[
+    _Text,
+    _opt(
+        "--base-args", env="BASE_ARGS", metavar="JSON", help="Flags of every child, a JSON array."
+    ),
+]
+_ApiKey = Annotated[
+    _Text,
+    _opt(
+        "--api-key",
+        env="LLAMASC_API_KEY",
+        metavar="KEY",
+        help="Require Authorization: Bearer KEY (not on /health).",
+    ),
+]
+_QueueTimeout = Annotated[
+    _Text,
+    _opt(
+        "--queue-timeout",
+        env="LLAMASC_QUEUE_TIMEOUT",
+        metavar="S",
+        help="Wait for a free slot at most S seconds, then 503 [default: 60].",
+    ),
+]
+_HealthTimeout = Annotated[
+    _Text,
+    _opt(
+        "--health-timeout",
+        env="HEALTH_TIMEOUT_SECONDS",
+        metavar="S",
+        help="Readiness timeout of a child [default: 60].",
+    ),
+]
+_HealthInterval = Annotated[
+    _Text,
+    _opt(
+        "--health-interval",
+        env="HEALTH_INTERVAL_SECONDS",
+        metavar="S",
+        help="Health check period [default: 30].",
+    ),
+]
+_StopGrace = Annotated[
+    _Text,
+    _opt(
+        "--stop-grace",
+        env="LLAMASC_STOP_GRACE",
+        metavar="S",
+        help="SIGTERM to SIGKILL delay for a child [default: 5].",
+    ),
+]
+_ShutdownGrace = Annotated[
+    _Text,
+    _opt(
+        "--shutdown-grace",
+        env="LLAMASC_SHUTDOWN_GRACE",
+        metavar="S",
+        help="On SIGINT/SIGTERM, let requests finish for S seconds [default: 30].",
+    ),
+]
+_BodyLimit = Annotated[
+    _Text,
+    _opt(
+        "--body-limit",
+        env="LLAMASC_BODY_LIMIT",
+        metavar="SIZE",
+        help="Largest request body, e.g. 32MiB [default: 32MiB].",
+    ),
+]
+_StateFile = Annotated[
+    _Text,
+    _opt(
+        "--state-file",
+        env="LLAMASC_STATE_FILE",
+        metavar="PATH",
+        help="Where children are recorded for crash recovery.",
+    ),
+]
+_LogDir = Annotated[
+    _Text,
+    _opt(
+        "--log-dir", env="LLAMASC_LOG_DIR", metavar="DIR", help="Where each child's log is written."
+    ),
+]
+_LogFile = Annotated[
+    _Text,
+    _opt(
+        "--log-file",
+        env="LLAMASC_LOG_FILE",
+        metavar="PATH",
+        help="Write the daemon log to PATH (rotating), e.g. as a service.",
+    ),
+]
+_LogLevel = Annotated[
+    _Text,
+    _opt(
+        "--log-level",
+        env="LOG_LEVEL",
+        metavar="LEVEL",
+        help="DEBUG, INFO, WARNING or ERROR [default: INFO].",
+    ),
+]
+
+
+def serve(
+    *,
+    config: _Config = None,
+    bind: _Bind = None,
+    llama_server: _LlamaServer = None,
+    model_map: _ModelMap = None,
+    models_dir: _ModelsDir = None,
+    max_sidecars: _MaxSidecars = None,
+    port_range: _PortRange = None,
+    base_args: _BaseArgs = None,
+    api_key: _ApiKey = None,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="Allow a non-loopback --bind without an API key.")
+    ] = False,
+    queue_timeout: _QueueTimeout = None,
+    health_timeout: _HealthTimeout = None,
+    health_interval: _HealthInterval = None,
+    stop_grace: _StopGrace = None,
+    shutdown_grace: _ShutdownGrace = None,
+    body_limit: _BodyLimit = None,
+    state_file: _StateFile = None,
+    log_dir: _LogDir = None,
+    log_file: _LogFile = None,
+    log_level: _LogLevel = None,
+    access_log: Annotated[
+        bool, typer.Option("--access-log", help="Log every request (costs latency).")
+    ] = False,
+) -> None:
+    """Serve an OpenAI-compatible API over a pool of llama-server processes."""
+    from llamasc.config.settings import load_settings
+    from llamasc.server import run
+
+    cli = {
+        "bind": bind,
+        "llama_server_bin": llama_server,
+        "model_map_file": model_map,
+        "models_dir": models_dir,
+        "max_sidecars": max_sidecars,
+        "port_range": port_range,
+        "base_args": base_args,
+        "api_key": api_key,
+        "insecure": insecure or None,
+        "queue_timeout": queue_timeout,
+        "health_timeout": health_timeout,
+        "health_interval": health_interval,
+        "stop_grace": stop_grace,
+        "shutdown_grace": shutdown_grace,
+        "body_limit": body_limit,
+        "state_file": state_file,
+        "log_dir": log_dir,
+        "log_file": log_file,
+        "log_level": log_level,
+        "access_log": access_log or None,
+    }
+    settings = load_settings(cli, config_path=config)
+    setup_logging(settings)
+    run(settings, on_ready=_announce)
+
+
+def setup_logging(settings: Settings) -> None:
+    """stderr, or a rotating file with --log-file (a service has no console to write to)."""
+    from logging.handlers import RotatingFileHandler
+
+    from llamasc.errors import ConfigError
+
+    handler: logging.Handler
+    if settings.log_file is not None:
+        path = Path(settings.log_file)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handler = RotatingFileHandler(
+                path, maxBytes=10 * 1024 * 1024, backupCount=5, encoding="utf-8"
+            )
+        except OSError as exc:
+            raise ConfigError(f"--log-file: cannot open {path}: {exc.strerror or exc}") from None
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(settings.log_level)
+
+
+def _announce(info: ServeInfo) -> None:
+    """The one friendly line (plus a curl example) once the daemon accepts connections."""
+    if sys.stdout is None:  # pythonw / a service without a console
+        return
+    from llamasc.cli._output import console
+
+    model = info.models[0] if info.models else "MODEL"
+    out = console()
+    out.print(
+        f"[bold green]llamasc[/] serving {', '.join(info.models)} at "
+        f"[bold]{info.url}/v1[/]  (Ctrl-C to stop)",
+        highlight=False,
+        soft_wrap=True,
+    )
+    out.print(
+        f"  try: curl {info.url}/v1/chat/completions -H 'Content-Type: application/json' "
+        f'-d \'{{"model": "{model}", "messages": [{{"role": "user", "content": "Hi"}}]}}\'',
+        highlight=False,
+        soft_wrap=True,
+        markup=False,
+    )
+    for note in info.notes:
+        out.print(f"  note: {note}", highlight=False, soft_wrap=True, markup=False)
+    sys.stdout.flush()
