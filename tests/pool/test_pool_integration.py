@@ -147,10 +147,10 @@ async def test_a_port_in_use_by_someone_else_is_skipped(
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", lo))
         squatter.listen()
-        async with make_pool(fake_llama_server_bin, catalog, port_range=(lo, hi)) as pool:
-            async with pool.lease("m1", []) as lease:
-                assert lease.port == hi
-                assert (await props(lease.base_url))["argv"][-1] == str(hi)
+        pool = make_pool(fake_llama_server_bin, catalog, port_range=(lo, hi))
+        async with pool, pool.lease("m1", []) as lease:
+            assert lease.port == hi
+            assert (await props(lease.base_url))["argv"][-1] == str(hi)
 
 
 async def test_a_crashed_child_is_restarted_by_the_next_request(
