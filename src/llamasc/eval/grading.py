@@ -54,7 +54,11 @@ def humaneval_code(item: Item, reply: str) -> dict[str, Any]:
 def grade_error(item: Item, message: str) -> dict[str, Any]:
     """A question the server refused (e.g. longer than the context): scored wrong."""
     fields: dict[str, Any] = {
-        "gold": None, "extracted": None, "unparseable": True, "correct": False, "error": message,
+        "gold": None,
+        "extracted": None,
+        "unparseable": True,
+        "correct": False,
+        "error": message,
     }
     if item.benchmark == "mmlu":
         fields["subject"] = item.row["subject"]

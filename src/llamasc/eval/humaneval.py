@@ -19,9 +19,7 @@ def default_exec_concurrency() -> int:
 
 def program_for(item: Item, code: str) -> str:
     row = item.row
-    return humaneval_program(
-        str(row["prompt"]), code, str(row["test"]), str(row["entry_point"])
-    )
+    return humaneval_program(str(row["prompt"]), code, str(row["test"]), str(row["entry_point"]))
 
 
 async def execute(item: Item, code: str, limits: SandboxLimits | None = None) -> ExecResult:
@@ -64,8 +62,11 @@ async def self_check(
     async with asyncio.TaskGroup() as tg:
         for item in items:
             tg.create_task(one(item))
-    failures = [(i.id, results[i.id].status, results[i.id].detail) for i in items
-                if not results[i.id].passed]
+    failures = [
+        (i.id, results[i.id].status, results[i.id].detail)
+        for i in items
+        if not results[i.id].passed
+    ]
     layers = next((r.layers for r in results.values() if r.layers), [])
     return SelfCheck(
         total=len(items), passed=len(items) - len(failures), failures=failures, layers=layers

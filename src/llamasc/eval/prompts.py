@@ -22,8 +22,8 @@ MMLU_TEMPLATE = (
 )
 GSM8K_TEMPLATE = (
     "Solve this math problem. Give the reasoning steps before giving the final answer on the "
-    "last line by itself in the format of \"Answer:\". Do not add anything other than the "
-    "integer answer after \"Answer:\".\n\n{question}"
+    'last line by itself in the format of "Answer:". Do not add anything other than the '
+    'integer answer after "Answer:".\n\n{question}'
 )
 HUMANEVAL_TEMPLATE = (
     "Complete the following Python function. Reply with the complete function, including its "

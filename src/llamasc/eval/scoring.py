@@ -167,7 +167,9 @@ _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOT
 
 def extract_code(reply: str, entry_point: str) -> str:
     """The code of a HumanEval reply (see the module docstring for the rule)."""
-    blocks = [(lang.lower(), body) for lang, body in _FENCE.findall(reply)]
+    blocks: list[tuple[str, str]] = [
+        (str(lang).lower(), str(body)) for lang, body in _FENCE.findall(reply)
+    ]
     if blocks:
         defining = [b for lang, b in blocks if f"def {entry_point}(" in b]
         python = [b for lang, b in blocks if lang in {"python", "py", "python3", ""}]

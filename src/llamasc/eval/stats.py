@@ -23,7 +23,7 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, floa
     denom = 1 + z2 / n
     centre = (p + z2 / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    return (max(0.0, float(centre - half)), min(1.0, float(centre + half)))
 
 
 def binom_two_sided_p(k: int, n: int) -> float:
@@ -39,7 +39,7 @@ def binom_two_sided_p(k: int, n: int) -> float:
     tail = min(k, n - k)
     # exact integer arithmetic: math.comb is exact, one division at the end
     total = sum(math.comb(n, i) for i in range(tail + 1))
-    return min(1.0, 2 * total / 2**n)
+    return min(1.0, 2 * total / (1 << n))
 
 
 def mcnemar_exact(b: int, c: int) -> float:
@@ -91,7 +91,10 @@ def pair(outcomes: list[tuple[bool, bool]]) -> Paired:
     a_only = sum(1 for a, b in outcomes if a and not b)
     b_only = sum(1 for a, b in outcomes if b and not a)
     return Paired(
-        n=len(outcomes), both=both, a_only=a_only, b_only=b_only,
+        n=len(outcomes),
+        both=both,
+        a_only=a_only,
+        b_only=b_only,
         neither=len(outcomes) - both - a_only - b_only,
     )
 

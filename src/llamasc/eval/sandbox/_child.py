@@ -224,8 +224,16 @@ _ALWAYS_DENIED = (
     "winreg.",
 )
 _PATH_EVENTS = {
-    "os.remove": 0, "os.rename": 0, "os.rmdir": 0, "os.mkdir": 0, "os.symlink": 1,
-    "os.link": 1, "os.chmod": 0, "os.chown": 0, "os.truncate": 0, "shutil.rmtree": 0,
+    "os.remove": 0,
+    "os.rename": 0,
+    "os.rmdir": 0,
+    "os.mkdir": 0,
+    "os.symlink": 1,
+    "os.link": 1,
+    "os.chmod": 0,
+    "os.chown": 0,
+    "os.truncate": 0,
+    "shutil.rmtree": 0,
     "os.utime": 0,
 }
 

@@ -126,7 +126,7 @@ async def run_program(program: str, limits: SandboxLimits | None = None) -> Exec
         (work / "prog.py").write_text(program, encoding="utf-8")
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             # the child becomes uid 65534: it needs its directory, and nothing else of ours
-            os.chmod(base, 0o711)
+            os.chmod(base, 0o711)  # noqa: S103 - search only: the child needs to reach work/
             os.chown(work, NOBODY, NOBODY)
             os.chmod(work / "prog.py", 0o644)
         config = {
@@ -143,9 +143,16 @@ async def run_program(program: str, limits: SandboxLimits | None = None) -> Exec
         out_path = base / "output.txt"
         with out_path.open("wb") as out:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-I", str(CHILD), json.dumps(config),
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                cwd=work, env=_minimal_env(work), start_new_session=True,
+                sys.executable,
+                "-I",
+                str(CHILD),
+                json.dumps(config),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=work,
+                env=_minimal_env(work),
+                start_new_session=True,
                 pass_fds=(write_fd,),
             )
             os.close(write_fd)
@@ -174,8 +181,12 @@ async def run_program(program: str, limits: SandboxLimits | None = None) -> Exec
             rc, timed_out, report.decode(errors="replace"), tail, limits.timeout_s
         )
         return ExecResult(
-            status=status, detail=detail, returncode=rc,
-            duration_s=time.perf_counter() - start, output_tail=tail[-1000:], layers=layers,
+            status=status,
+            detail=detail,
+            returncode=rc,
+            duration_s=time.perf_counter() - start,
+            output_tail=tail[-1000:],
+            layers=layers,
         )
     finally:
         os.close(read_fd)

@@ -1,0 +1,107 @@
+"""What is behind an endpoint: a llamasc daemon (flags travel in X-Agent-Flags) or a plain
+OpenAI-compatible server (flags are only a label), which models, and how many slots."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from llamasc.client import ChatClient, normalize_base_url
+from llamasc.errors import DaemonUnreachableError, LlamascError, UnknownModelError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ENDPOINT = "http://127.0.0.1:8402"
+
+
+def default_endpoint() -> str:
+    """``$LLAMASC_DAEMON`` or the local daemon's address."""
+    return os.environ.get("LLAMASC_DAEMON") or DEFAULT_ENDPOINT
+
+
+@dataclass(frozen=True)
+class EndpointInfo:
+    base_url: str
+    is_llamasc: bool
+    models: tuple[str, ...]
+    total_slots: int | None
+
+
+def _looks_like_llamasc(body: Any) -> bool:
+    # the daemon's /health carries its pool fields; llama-server says only {"status": "ok"}
+    return isinstance(body, dict) and "max_sidecars" in body and "llama_server" in body
+
+
+async def probe(base_url: str, api_key: str | None = None, wait_s: float = 10.0) -> EndpointInfo:
+    """Ask /health, /v1/models and /props. Raises DaemonUnreachableError if nothing answers."""
+    base = normalize_base_url(base_url)
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=wait_s) as http:
+        try:
+            health = await http.get("/health")
+        except httpx.TransportError as exc:
+            raise DaemonUnreachableError(
+                f"nothing answers at {base} ({type(exc).__name__}); start 'llamasc serve' or "
+                "pass --endpoint URL of an OpenAI-compatible server"
+            ) from None
+        if health.status_code == 401:
+            raise LlamascError(f"{base} refused the API key (HTTP 401); pass --api-key")
+        try:
+            body = health.json()
+        except ValueError:
+            body = None
+        models: tuple[str, ...] = ()
+        try:
+            resp = await http.get("/v1/models")
+            if resp.status_code == 200:
+                data = resp.json().get("data", [])
+                models = tuple(str(m.get("id")) for m in data if isinstance(m, dict))
+        except (httpx.HTTPError, ValueError, AttributeError):
+            pass
+    slots: int | None = None
+    async with ChatClient(base, api_key=api_key, timeout=wait_s) as client:
+        try:
+            props = await client.props()
+            value = props.get("total_slots")
+            slots = int(value) if isinstance(value, int) and value > 0 else None
+        except LlamascError:
+            slots = None
+    return EndpointInfo(base, _looks_like_llamasc(body), models, slots)
+
+
+def resolve_model(info: EndpointInfo, model: str | None) -> str:
+    """The model id to ask for: the given one, or the endpoint's only model."""
+    if model:
+        return model
+    if len(info.models) == 1:
+        return info.models[0]
+    if not info.models:
+        return ""
+    raise UnknownModelError(
+        f"{info.base_url} serves {len(info.models)} models; pick one with --model "
+        f"({', '.join(info.models[:8])}{', ...' if len(info.models) > 8 else ''})"
+    )
+
+
+_HTTP_STATUS = re.compile(r"HTTP (\d{3})")
+
+
+def http_status(error: Exception) -> int | None:
+    """The HTTP status in a client error's message, if it came from an HTTP answer."""
+    match = _HTTP_STATUS.search(str(error))
+    return int(match.group(1)) if match else None
+
+
+__all__ = [
+    "DEFAULT_ENDPOINT",
+    "EndpointInfo",
+    "default_endpoint",
+    "http_status",
+    "probe",
+    "resolve_model",
+]
