@@ -1,0 +1,34 @@
+"""Running llama-server on a bench host: locally, or over SSH on Linux or Windows.
+
+The pieces: a :class:`Transport` (commands, small files and port forwards; SSH in
+production), launchers that start a server detached from the session and stop it for sure
+(:class:`PosixLauncher`, :class:`WindowsLauncher`, :class:`LocalLauncher`), and the quoting
+that gets argv through ``sh`` or ``cmd.exe`` intact.
+
+paramiko is imported only when an SSH connection is made.
+"""
+
+from llamasc.remote.launch import Launcher, LaunchSpec, RunningServer
+from llamasc.remote.local import LocalLauncher
+from llamasc.remote.posix import PosixLauncher
+from llamasc.remote.probe import LOCAL_HOSTS, detect_os, launcher_for
+from llamasc.remote.ssh import SSHOptions, SSHTransport
+from llamasc.remote.transport import CommandResult, Forward, Transport
+from llamasc.remote.windows import WindowsLauncher
+
+__all__ = [
+    "LOCAL_HOSTS",
+    "CommandResult",
+    "Forward",
+    "LaunchSpec",
+    "Launcher",
+    "LocalLauncher",
+    "PosixLauncher",
+    "RunningServer",
+    "SSHOptions",
+    "SSHTransport",
+    "Transport",
+    "WindowsLauncher",
+    "detect_os",
+    "launcher_for",
+]

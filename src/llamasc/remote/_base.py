@@ -1,0 +1,255 @@
+"""The part of the SSH launchers that does not depend on the host's OS."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import random
+import re
+import time
+from abc import ABC, abstractmethod
+from typing import Any
+
+from llamasc.errors import LlamascError, RemoteError
+from llamasc.remote.launch import (
+    LaunchSpec,
+    RunningServer,
+    http_health,
+    new_launch_id,
+    owner_alive,
+    owner_info,
+    server_argv,
+    tail,
+    wait_until_ready,
+)
+from llamasc.remote.transport import CommandResult, Transport
+
+log = logging.getLogger(__name__)
+
+_VERSION = re.compile(r"version:\s*(.+)")
+PORT_RANGE = (20000, 60000)
+
+
+def parse_version(output: str) -> str | None:
+    """The build from ``llama-server --version`` output (``version: 1234 (abcdef)``)."""
+    match = _VERSION.search(output)
+    return match.group(1).strip() if match else None
+
+
+class RemoteLauncher(ABC):
+    """Start/stop llama-server on a host reached through a :class:`Transport`."""
+
+    os_name = "unknown"
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        remote_dir: str | None = None,
+        stop_timeout: float = 20.0,
+        vram_timeout: float = 30.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.transport = transport
+        self.host = transport.host
+        self._remote_dir = remote_dir
+        self.stop_timeout = stop_timeout
+        self.vram_timeout = vram_timeout
+        self._rng = rng or random.Random()
+
+    # -- OS specifics ----------------------------------------------------------------------
+
+    @abstractmethod
+    def base_dir(self) -> str:
+        """The host-side directory holding one sub-directory per launch."""
+
+    @abstractmethod
+    def join(self, *parts: str) -> str: ...
+
+    @abstractmethod
+    def sftp_path(self, path: str) -> str: ...
+
+    @abstractmethod
+    def version_command(self, binary: str) -> str: ...
+
+    @abstractmethod
+    def _spawn(self, spec: LaunchSpec, server: RunningServer) -> None:
+        """Write the wrapper and start it detached; raise RemoteError if that fails."""
+
+    @abstractmethod
+    def _after_ready(self, server: RunningServer) -> None:
+        """Learn the PIDs of a server that is up."""
+
+    @abstractmethod
+    def _kill(self, server: RunningServer) -> None:
+        """Stop the process (and its task/group) and wait until it is gone."""
+
+    @abstractmethod
+    def _gpu_pids(self) -> list[int] | None:
+        """PIDs holding GPU memory, or None when the host has no nvidia-smi."""
+
+    @abstractmethod
+    def _remove_workdir(self, server: RunningServer) -> None: ...
+
+    @abstractmethod
+    def _reap_one(self, launch_id: str, meta: dict[str, Any]) -> bool:
+        """Stop a launch left by an earlier bench if it still runs; True when it did."""
+
+    # -- shared ----------------------------------------------------------------------------
+
+    def run(self, command: str, *, timeout: float = 60.0, retry: bool = True) -> CommandResult:
+        return self.transport.run(command, timeout=timeout, retry=retry)
+
+    def version(self, binary: str) -> str:
+        res = self.run(self.version_command(binary), timeout=60.0)
+        found = parse_version(res.output)
+        if not res.ok or found is None:
+            lines = tail(res.output, 5)
+            raise RemoteError(
+                f"cannot run {binary!r} on {self.host} (exit {res.exit_code}): "
+                + (lines[-1] if lines else "no output"),
+                details=lines,
+            )
+        return found
+
+    @abstractmethod
+    def environ_command(self) -> str: ...
+
+    def environ(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for line in self.run(self.environ_command()).stdout.splitlines():
+            key, eq, value = line.rstrip("\r").partition("=")
+            if eq and key and " " not in key:
+                out[key] = value
+        return out
+
+    def path_exists(self, path: str) -> bool:
+        return self.transport.exists(self.sftp_path(path))
+
+    def read_text(self, path: str) -> str:
+        try:
+            data = self.transport.read_file(self.sftp_path(path))
+        except FileNotFoundError:
+            raise RemoteError(f"no file {path} on {self.host}") from None
+        return data.decode("utf-8-sig", "replace")
+
+    def _pick_port(self) -> int:
+        for _ in range(20):
+            port = self._rng.randrange(*PORT_RANGE)
+            if not self.transport.port_in_use(port):
+                return port
+        raise RemoteError(f"no free port found on {self.host} after 20 tries")
+
+    def _exit_code(self, server: RunningServer) -> int | None:
+        path = self.sftp_path(self.join(server.workdir, "exit.txt"))
+        if not self.transport.exists(path):
+            return None
+        text = self.transport.read_file(path).decode("ascii", "replace").strip()
+        try:
+            return int(text.split()[0])
+        except (ValueError, IndexError):
+            return -1
+
+    def log_tail(self, server: RunningServer) -> list[str]:
+        path = self.sftp_path(self.join(server.workdir, "server.log"))
+        try:
+            data = self.transport.read_file(path, max_bytes=16384)
+        except (FileNotFoundError, RemoteError):
+            return []
+        return tail(data.decode("utf-8", "replace"))
+
+    def start(self, spec: LaunchSpec, *, timeout: float) -> RunningServer:
+        port = self._pick_port()
+        launch_id = new_launch_id(port)
+        server = RunningServer(
+            launch_id=launch_id,
+            host=self.host,
+            port=port,
+            argv=server_argv(spec, port),
+            workdir=self.join(self.base_dir(), launch_id),
+        )
+        self.transport.makedirs(self.sftp_path(server.workdir))
+        meta = {
+            "port": port,
+            "argv": server.argv,
+            "label": spec.label,
+            "created": time.time(),
+            "owner": owner_info(),
+        }
+        self.transport.write_file(
+            self.sftp_path(self.join(server.workdir, "launch.json")), json.dumps(meta).encode()
+        )
+        try:
+            self._spawn(spec, server)
+            server.forward = self.transport.forward(port)
+            server.base_url = f"http://127.0.0.1:{server.forward.local_port}"
+            wait_until_ready(
+                health=lambda: http_health(server.base_url),
+                exited=lambda: self._exit_code(server),
+                log_tail=lambda: self.log_tail(server),
+                timeout=timeout,
+                what=f"llama-server ({spec.label or spec.binary}) on {self.host}",
+            )
+            self._after_ready(server)
+        except BaseException:
+            # Never leave a half-started server behind, also not on Ctrl-C.
+            with contextlib.suppress(Exception):
+                self.stop(server)
+            raise
+        return server
+
+    def alive(self, server: RunningServer) -> bool:
+        return bool(server.base_url) and http_health(server.base_url)
+
+    def stop(self, server: RunningServer) -> None:
+        if server.forward is not None:
+            server.forward.close()
+            server.forward = None
+        self._kill(server)
+        self._wait_vram_freed(server)
+        try:
+            self._remove_workdir(server)
+        except LlamascError as exc:  # leftovers are cleaned by the next reap
+            log.warning("could not remove %s on %s: %s", server.workdir, self.host, exc)
+
+    def _wait_vram_freed(self, server: RunningServer) -> None:
+        pids = {p for p in (server.pid, server.pgid) if p}
+        if not pids:
+            return
+        deadline = time.monotonic() + self.vram_timeout
+        while True:
+            holders = self._gpu_pids()
+            if holders is None or not pids.intersection(holders):
+                return
+            if time.monotonic() >= deadline:
+                raise RemoteError(
+                    f"llama-server pid {sorted(pids)} on {self.host} still holds GPU memory "
+                    f"{self.vram_timeout:.0f}s after it was stopped"
+                )
+            time.sleep(0.5)
+
+    def reap_stale(self) -> list[str]:
+        cleaned: list[str] = []
+        base = self.base_dir()
+        for name in self.transport.listdir(self.sftp_path(base)):
+            if not name.startswith("llamasc-bench-"):
+                continue
+            meta: dict[str, Any] = {}
+            with contextlib.suppress(Exception):
+                raw = self.transport.read_file(self.sftp_path(self.join(base, name, "launch.json")))
+                meta = json.loads(raw)
+            if owner_alive(meta):
+                continue  # a bench that is still running on this machine owns it
+            try:
+                if self._reap_one(name, meta):
+                    cleaned.append(name)
+            except LlamascError as exc:
+                log.warning("could not clean up %s on %s: %s", name, self.host, exc)
+        return cleaned
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+__all__ = ["PORT_RANGE", "RemoteLauncher", "parse_version"]
