@@ -1,0 +1,364 @@
+"""`llamasc bench`: run a sweep (``llamasc bench --host H ...``) or report one
+(``llamasc bench report RESULTS.jsonl``). The sweep resumes by default.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+    from llamasc.bench import ArmRow, BenchOutcome
+    from llamasc.bench.events import Event
+
+app = typer.Typer(
+    name="bench",
+    help=(
+        "Throughput sweeps: each model x arm (speculative/MTP on vs off) on a bench host, "
+        "resumable. `llamasc bench --host H ...` runs; `llamasc bench report FILE` reports."
+    ),
+    add_completion=False,
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _csv(values: list[str] | None) -> list[str]:
+    out: list[str] = []
+    for value in values or []:
+        out.extend(v.strip() for v in value.split(",") if v.strip())
+    return out
+
+
+class _ProgressView:
+    """Turns sweep events into a rich progress bar and a few status lines."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.task: TaskID | None = None
+
+    def __call__(self, event: Event) -> None:
+        from llamasc.bench import events as ev
+
+        p = self.progress
+        if isinstance(event, ev.SweepStarted):
+            self.task = p.add_task("starting", total=event.total or 1)
+            if event.skipped:
+                p.console.print(f"resuming: {event.skipped} request(s) already measured")
+            if not event.total:
+                p.update(self.task, completed=1, description="nothing left to measure")
+        elif self.task is None:
+            return
+        elif isinstance(event, ev.CellStarting):
+            p.update(self.task, description=f"{event.model} / {event.arm}: starting server")
+        elif isinstance(event, ev.RequestDone):
+            rec = event.record
+            p.update(self.task, advance=1, description=f"{rec['model']} / {rec['arm']}")
+            if rec.get("status") != "ok":
+                p.console.print(
+                    f"[yellow]{rec['model']} / {rec['arm']} {rec['prompt_id']}#{rec['rep']}: "
+                    f"{rec.get('error')}[/]",
+                    highlight=False,
+                )
+        elif isinstance(event, ev.CellUnsupported):
+            p.console.print(
+                f"[yellow]{event.model} / {event.arm}: unsupported[/] ({event.error})",
+                highlight=False,
+            )
+        elif isinstance(event, ev.CellFinished) and event.error:
+            p.console.print(f"[red]{event.model} / {event.arm}: {event.error}[/]", highlight=False)
+
+
+def _print_outcome(outcome: BenchOutcome) -> None:
+    from llamasc.cli._output import console
+
+    out = console()
+    s = outcome.summary
+    parts = [f"{s.measured} measured", f"{s.skipped} already done"]
+    if s.errors:
+        parts.append(f"{s.errors} failed requests")
+    if s.unsupported:
+        parts.append(f"unsupported: {', '.join(s.unsupported)}")
+    if s.failed_cells:
+        parts.append(f"incomplete: {', '.join(s.failed_cells)} (rerun to resume)")
+    out.print("; ".join(parts), highlight=False)
+    out.print(
+        f"results: {outcome.output}  (llamasc bench report {outcome.output})", highlight=False
+    )
+
+
+@app.callback()
+def bench(
+    ctx: typer.Context,
+    *,
+    host: Annotated[
+        str,
+        typer.Option("--host", metavar="HOST", help="Bench host: an SSH host/alias, or localhost."),
+    ] = "localhost",
+    from_llama_swap: Annotated[
+        str | None,
+        typer.Option(
+            "--from-llama-swap",
+            metavar="PATH",
+            help="llama-swap config.yaml for models and production flags; remote:PATH reads it "
+            "on the bench host.",
+        ),
+    ] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", metavar="ID=PATH", help="A model by hand (path on the host)."),
+    ] = None,
+    models: Annotated[
+        list[str] | None,
+        typer.Option("--models", metavar="A,B", help="Only these models (ids or aliases)."),
+    ] = None,
+    arm: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--arm",
+            metavar='NAME="FLAGS"',
+            help="Add or replace an arm (defaults: mtp-off, and mtp-on = --spec-type "
+            "draft-mtp --spec-draft-n-max 3).",
+        ),
+    ] = None,
+    arms: Annotated[
+        list[str] | None, typer.Option("--arms", metavar="A,B", help="Only these arms.")
+    ] = None,
+    ctx_size: Annotated[
+        int, typer.Option("--ctx-size", metavar="N", help="Context for every server.")
+    ] = 32768,
+    parallel: Annotated[int, typer.Option("--parallel", metavar="N", help="Server slots.")] = 1,
+    llama_server: Annotated[
+        str | None,
+        typer.Option(
+            "--llama-server",
+            metavar="PATH",
+            help="llama-server on the host [default: the config's, else PATH's; locally: found].",
+        ),
+    ] = None,
+    prompts: Annotated[
+        Path | None, typer.Option("--prompts", metavar="PATH", help="Prompt set (YAML/JSONL).")
+    ] = None,
+    categories: Annotated[
+        list[str] | None,
+        typer.Option("--categories", metavar="A,B", help="Only these prompt categories."),
+    ] = None,
+    reps: Annotated[int, typer.Option("--reps", metavar="N", help="Repetitions per prompt.")] = 3,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", metavar="N")] = 256,
+    seed: Annotated[int, typer.Option("--seed", metavar="N")] = 42,
+    temperature: Annotated[float, typer.Option("--temperature", metavar="T")] = 0.0,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", metavar="FILE", help="Results JSONL (appended).")
+    ] = Path("bench-results.jsonl"),
+    fresh: Annotated[
+        bool,
+        typer.Option(
+            "--fresh/--resume",
+            help="Start over (the old file is moved aside) or skip what is done.",
+        ),
+    ] = False,
+    retry_unsupported: Annotated[
+        bool, typer.Option("--retry-unsupported", help="Retry arms recorded as unsupported.")
+    ] = False,
+    start_timeout: Annotated[
+        float, typer.Option("--start-timeout", metavar="S", help="Per server start.")
+    ] = 600.0,
+    request_timeout: Annotated[
+        float, typer.Option("--request-timeout", metavar="S", help="Per request.")
+    ] = 600.0,
+    remote_dir: Annotated[
+        str | None,
+        typer.Option("--remote-dir", metavar="DIR", help="Work directory on the host."),
+    ] = None,
+    ssh_config: Annotated[
+        Path, typer.Option("--ssh-config", metavar="PATH", help="OpenSSH client config.")
+    ] = Path("~/.ssh/config"),
+    user: Annotated[str | None, typer.Option("--user", metavar="NAME", help="SSH user.")] = None,
+    port: Annotated[int | None, typer.Option("--port", metavar="N", help="SSH port.")] = None,
+    identity: Annotated[
+        list[str] | None, typer.Option("--identity", "-i", metavar="KEY", help="SSH private key.")
+    ] = None,
+    known_hosts: Annotated[
+        Path | None, typer.Option("--known-hosts", metavar="PATH", help="Extra known_hosts file.")
+    ] = None,
+    accept_new_host_key: Annotated[
+        bool,
+        typer.Option(
+            "--accept-new-host-key", help="Trust an unknown host key and add it to known_hosts."
+        ),
+    ] = False,
+) -> None:
+    """Run a sweep: each model x arm on the bench host; results appended to --output."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from llamasc.bench import BenchOptions, run_bench
+    from llamasc.cli._output import console
+    from llamasc.remote.ssh import SSHOptions
+
+    ssh = SSHOptions(
+        host=host,
+        user=user,
+        port=port,
+        identity_files=tuple(identity or ()),
+        ssh_config=ssh_config.expanduser(),
+        known_hosts=known_hosts,
+        accept_new_host_key=accept_new_host_key,
+    )
+    opts = BenchOptions(
+        host=host,
+        output=output,
+        from_llama_swap=from_llama_swap,
+        model_options=model or [],
+        models=_csv(models),
+        arm_options=arm or [],
+        arms=_csv(arms),
+        ctx_size=ctx_size,
+        parallel=parallel,
+        llama_server=llama_server,
+        prompts=prompts,
+        categories=_csv(categories),
+        reps=reps,
+        max_tokens=max_tokens,
+        seed=seed,
+        temperature=temperature,
+        fresh=fresh,
+        retry_unsupported=retry_unsupported,
+        start_timeout=start_timeout,
+        request_timeout=request_timeout,
+        remote_dir=remote_dir,
+        ssh=ssh,
+    )
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console(),
+            transient=False,
+        ) as progress:
+            outcome = run_bench(opts, on_event=_ProgressView(progress))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    _report_notes(outcome)
+    _print_outcome(outcome)
+
+
+def _report_notes(outcome: BenchOutcome) -> None:
+    from llamasc.cli._output import err_console
+
+    err = err_console()
+    s = outcome.summary
+    if outcome.moved_aside:
+        err.print(f"--fresh: the old results were moved to {outcome.moved_aside}", highlight=False)
+    if s.torn_tail_bytes:
+        err.print(
+            f"[yellow]warning:[/] dropped a torn last line ({s.torn_tail_bytes} bytes) of an "
+            "interrupted run",
+            highlight=False,
+        )
+    for name in s.reaped:
+        err.print(f"[yellow]cleaned up[/] a server left running by an earlier bench: {name}")
+    for mid, why in outcome.skipped_models.items():
+        err.print(f"[yellow]skipped model[/] {mid}: {why}", highlight=False)
+    for m in outcome.models:
+        if m.dropped:
+            err.print(
+                f"{m.id}: production flags owned by the bench were replaced: {' '.join(m.dropped)}",
+                highlight=False,
+                markup=False,
+            )
+    if s.changed_flags:
+        err.print(
+            "[yellow]warning:[/] flags changed since these were measured (use --fresh to "
+            f"remeasure): {', '.join(s.changed_flags)}",
+            highlight=False,
+        )
+
+
+def _table(rows: list[ArmRow], title: str) -> Any:
+    from rich.table import Table
+
+    from llamasc.bench.report import table_cells, table_columns
+
+    columns = table_columns(rows)
+    table = Table(title=title, title_justify="left")
+    numeric = {"n", "decode tok/s", "speedup", "accept", "prompt tok/s", "TTFT ms", "E2E s"}
+    for col in columns:
+        table.add_column(col, justify="right" if col in numeric else "left")
+    last_model = None
+    for row in rows:
+        if last_model is not None and row.model != last_model:
+            table.add_section()
+        last_model = row.model
+        style = "yellow" if row.status != "ok" else None
+        table.add_row(*table_cells(row, columns), style=style)
+    return table
+
+
+@app.command("report")
+def report(
+    results: Annotated[Path, typer.Argument(metavar="RESULTS.jsonl", help="A bench results file.")],
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", metavar="FMT", help="table, md, csv or json.")
+    ] = "table",
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            "--plot", metavar="OUT.png", help="Also draw the speedups (needs matplotlib)."
+        ),
+    ] = None,
+    baseline: Annotated[
+        str | None, typer.Option("--baseline", metavar="ARM", help="Arm the speedups divide by.")
+    ] = None,
+    by_category: Annotated[
+        bool, typer.Option("--by-category", help="One row per prompt category.")
+    ] = False,
+) -> None:
+    """Per model: decode tok/s per arm (median ± spread), speedup, acceptance, TTFT."""
+    from llamasc.bench import RENDERERS, read_records, summarize
+    from llamasc.cli._output import console, err_console
+    from llamasc.errors import ConfigError
+
+    if fmt not in ("table", *RENDERERS):
+        raise ConfigError(f"--format must be table, md, csv or json, got {fmt!r}")
+    loaded = read_records(results)
+    if loaded.torn_tail:
+        err_console().print(
+            f"[yellow]warning:[/] {results}: ignoring a torn last line "
+            f"({len(loaded.torn_tail)} bytes) from an interrupted run",
+            highlight=False,
+        )
+    if loaded.bad_lines:
+        lines = ", ".join(map(str, loaded.bad_lines[:10]))
+        err_console().print(
+            f"[yellow]warning:[/] {results}: ignoring unreadable line(s) {lines}", highlight=False
+        )
+    rows = summarize(loaded.records, baseline=baseline, by_category=by_category)
+    if not rows:
+        raise ConfigError(f"{results}: no bench records")
+    if fmt == "table":
+        console().print(_table(rows, f"llamasc bench: {results.name}"))
+    else:
+        typer.echo(RENDERERS[fmt](rows), nl=False)
+    if plot is not None:
+        from llamasc.bench.plot import plot_speedup
+
+        out = plot_speedup(rows, plot)
+        err_console().print(f"plot written to {out}", highlight=False)
+
+
+__all__ = ["app"]
