@@ -20,6 +20,7 @@ from typing import Any
 
 import httpcore
 
+from llamasc.server._netbackend import AsyncioBackend, connected_fresh, reset_fresh
 from llamasc.server._types import LeaseLike
 
 log = logging.getLogger(__name__)
@@ -28,20 +29,11 @@ log = logging.getLogger(__name__)
 KEEPALIVE_EXPIRY = 4.0
 # Generation can legitimately take minutes before the first byte of a non-stream answer.
 TIMEOUTS: dict[str, float | None] = {"connect": 5.0, "read": None, "write": 60.0, "pool": None}
+_EXT: dict[str, Any] = {"timeout": TIMEOUTS}
 _STALE_ERRORS = (httpcore.RemoteProtocolError, httpcore.ReadError, httpcore.WriteError)
 
 
-class _Attempt:
-    """httpcore trace hook that notes whether this request opened a new connection."""
-
-    __slots__ = ("fresh",)
-
-    def __init__(self) -> None:
-        self.fresh = False
-
-    async def __call__(self, name: str, info: dict[str, Any]) -> None:
-        if name == "connection.connect_tcp.started":
-            self.fresh = True
+_BACKEND = AsyncioBackend()
 
 
 class Upstream:
@@ -55,36 +47,37 @@ class Upstream:
         netloc = self.host + (b":%d" % self.port if self.port is not None else b"")
         self.host_header = (b"host", netloc)
         self.pool = httpcore.AsyncConnectionPool(
-            max_connections=256, max_keepalive_connections=32, keepalive_expiry=KEEPALIVE_EXPIRY
+            max_connections=256,
+            max_keepalive_connections=32,
+            keepalive_expiry=KEEPALIVE_EXPIRY,
+            network_backend=_BACKEND,
         )
 
-    def _request(self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]],
-                 body: bytes, trace: _Attempt | None) -> httpcore.Request:  # fmt: skip
-        extensions: dict[str, Any] = {"timeout": TIMEOUTS}
-        if trace is not None:
-            extensions["trace"] = trace
+    def _request(
+        self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes
+    ) -> httpcore.Request:
         url = httpcore.URL(scheme=self.scheme, host=self.host, port=self.port, target=target)
-        return httpcore.Request(method, url, headers=headers, content=body, extensions=extensions)
+        return httpcore.Request(method, url, headers=headers, content=body, extensions=_EXT)
 
     async def send(
         self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes
     ) -> tuple[httpcore.Response, httpcore.AsyncHTTPConnection | None]:
         """Send one request; returns the response (headers read, body not) and, after a retry,
         the one-off connection the caller must close once the body is consumed."""
-        attempt = _Attempt()
+        reset_fresh()
         try:
             return await self.pool.handle_async_request(
-                self._request(method, target, headers, body, attempt)
+                self._request(method, target, headers, body)
             ), None
         except _STALE_ERRORS as exc:
-            if attempt.fresh:
+            if connected_fresh():
                 raise
             log.debug("stale keep-alive connection to %s (%s); retrying once", self.base_url, exc)
-        conn = httpcore.AsyncHTTPConnection(self.origin, keepalive_expiry=0.0)
+        conn = httpcore.AsyncHTTPConnection(
+            self.origin, keepalive_expiry=0.0, network_backend=_BACKEND
+        )
         try:
-            resp = await conn.handle_async_request(
-                self._request(method, target, headers, body, None)
-            )
+            resp = await conn.handle_async_request(self._request(method, target, headers, body))
         except BaseException:
             await conn.aclose()
             raise
