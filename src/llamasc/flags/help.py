@@ -111,6 +111,11 @@ def table_for_help(blocks: list[HelpFlag], base: FlagTable, *, binary: str) -> F
         view = replace(spec, names=spec.names + extra) if extra else spec
         if removed and not view.removed:
             view = replace(view, classes=view.classes | {"R"}, notes=f"REMOVED: {removed}")
+        elif not removed and view.removed:
+            # An older binary still has it (e.g. --no-mmap): alive, but of unknown class to us.
+            view = replace(view, classes=view.classes - {"R"}, known=False,
+                           value_kind="unknown" if view.arity else "flag",
+                           notes="listed by this binary's --help")  # fmt: skip
         specs.append(view)
     for block in fresh_blocks:
         longs = [n for n in block.names if n.startswith("--")]

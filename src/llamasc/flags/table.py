@@ -136,7 +136,7 @@ class FlagTable:
                 if current is not None and (current[0].server or not spec.server):
                     continue
                 self._by_name[key] = (spec, name in spec.negatives)
-        self._by_canonical = {s.canonical: s for s in self._specs if s.server}
+        self._server_names = tuple(n for s in self._specs if s.server for n in s.names)
 
     def __iter__(self) -> Iterator[FlagSpec]:
         return iter(self._specs)
@@ -170,7 +170,7 @@ class FlagTable:
 
     def server_names(self) -> list[str]:
         """Every spelling llama-server accepts, in table order."""
-        return [n for s in self.server_specs() for n in s.names]
+        return list(self._server_names)
 
     @property
     def missing_from_binary(self) -> list[str]:

@@ -50,6 +50,8 @@ _FLOAT_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
 def _fmt(x: float) -> str:
+    if isinstance(x, int):
+        return str(x)
     if abs(x) >= 1e7:
         return f"{x:g}"
     return str(int(x)) if float(x).is_integer() else repr(x)

@@ -97,10 +97,9 @@ def walk(tokens: Sequence[str], table: FlagTable) -> tuple[list[Occurrence], lis
     last_switch: Occurrence | None = None  # a value-less flag directly before this token
     while i < n:
         tok = tokens[i]
-        if not looks_like_flag(tok):
-            if tok.strip() != tok and looks_like_flag(tok.strip()):
-                reason = _unknown_reason(tok, table)
-            elif last_switch is not None:
+        padded = tok.strip() != tok and looks_like_flag(tok.strip())
+        if not looks_like_flag(tok) and not padded:
+            if last_switch is not None:
                 reason = f"'{last_switch.raw}' takes no value, so this is a stray value"
             else:
                 reason = "a value with no flag before it; every value must follow its flag"
