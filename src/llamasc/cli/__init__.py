@@ -56,6 +56,7 @@ def _root(
 def _register() -> None:
     """Attach every subcommand. Each module stays import-light (no heavy deps at import)."""
     from llamasc.cli import bench, kill, ps, serve, validate_flags
+    from llamasc.cli import eval as eval_cmd
 
     app.command("serve", help="Run the daemon: one OpenAI endpoint, a pool of llama-servers.")(
         serve.serve
@@ -68,9 +69,7 @@ def _register() -> None:
     app.command("ps", help="List the sidecars of a running daemon.")(ps.ps)
     app.command("kill", help="Stop sidecars of a running daemon.")(kill.kill)
     app.add_typer(bench.app, name="bench", help="Throughput sweeps: speculative/MTP on vs off.")
-    app.command("eval", help="Accuracy: mmlu, gsm8k, humaneval, A/B.")(
-        _stubs.not_implemented("eval")
-    )
+    app.add_typer(eval_cmd.app, name="eval", help="Accuracy: mmlu, gsm8k, humaneval, A/B.")
 
 
 _register()
