@@ -12,7 +12,6 @@ import sys
 
 import typer
 
-from llamasc.cli import _stubs
 from llamasc.cli._output import err_console
 from llamasc.errors import LlamascError
 
