@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import subprocess
 import threading
 import time
@@ -52,6 +53,19 @@ def _open_log_file(spec: LaunchSpec, argv: list[str]) -> IO[str] | None:
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
     fh.write(f"--- llamasc {stamp}: starting {' '.join(argv)}\n")
     return fh
+
+
+def describe_exit(rc: int | None) -> str:
+    """``exited with code 1`` / ``was killed by SIGILL`` (POSIX reports signals as -N)."""
+    if rc is None:
+        return "is gone"
+    if rc < 0:
+        try:
+            name = signal.Signals(-rc).name
+        except ValueError:
+            name = f"signal {-rc}"
+        return f"was killed by {name}"
+    return f"exited with code {rc}"
 
 
 class LlamaServer:
@@ -238,7 +252,7 @@ class LlamaServer:
             if self._exited.is_set():
                 raise await self._spawn_error()
             remaining = deadline - loop.time()
-            status = await probe_health(host, self.port, min(PROBE_TIMEOUT, max(remaining, 0.01)))
+            status = await self._probe_unless_exit(host, min(PROBE_TIMEOUT, max(remaining, 0.01)))
             if status == 200 and self.returncode is None and self._owns_port():
                 self.ready_at = time.time()
                 log.info(
@@ -258,6 +272,22 @@ class LlamaServer:
             except TimeoutError:
                 delay = min(delay * 2, PROBE_MAX)
 
+    async def _probe_unless_exit(self, host: str, limit: float) -> int | None:
+        """One /health probe, abandoned as soon as the child exits.
+
+        A port squatter that accepts but never answers would otherwise delay the report
+        of our child's bind failure by the whole probe timeout.
+        """
+        probe = asyncio.ensure_future(probe_health(host, self.port, limit))
+        exit_wait = asyncio.ensure_future(self._exited.wait())
+        try:
+            await asyncio.wait({probe, exit_wait}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            exit_wait.cancel()
+            if not probe.done():
+                probe.cancel()
+        return probe.result() if probe.done() and not probe.cancelled() else None
+
     async def _drained(self) -> None:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(DRAIN_WAIT):
@@ -268,7 +298,7 @@ class LlamaServer:
         rc = self.returncode
         line = meaningful_line(self.tail(self.spec.ring_lines)) or "(no output)"
         return SpawnError(
-            f"llama-server exited with code {rc} before it was ready: {line}",
+            f"llama-server {describe_exit(rc)} before it was ready: {line}",
             exit_code=rc,
             stderr_tail=self.tail(TAIL_IN_ERRORS),
         )
