@@ -1,0 +1,145 @@
+"""Fixtures for the daemon's tests: the app in-process over a fake pool, and a real daemon
+(uvicorn + the real Pool) in a thread, against our fake llama-server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from server_fakes import FakePool, FakeUpstream, start_fake_upstream
+
+from llamasc.config import ModelCatalog, ModelEntry
+from llamasc.config.settings import Settings, settings_from_sources
+from llamasc.server import Daemon, LlamascApp, create_app
+
+
+@pytest.fixture(scope="session")
+def fake_upstream(fake_llama_server_bin: Path) -> Iterator[FakeUpstream]:
+    """One fake llama-server for the in-process tests (they never stop it)."""
+    up = start_fake_upstream(fake_llama_server_bin)
+    yield up
+    up.stop()
+
+
+@pytest.fixture
+def fake_pool(fake_upstream: FakeUpstream) -> FakePool:
+    return FakePool(fake_upstream.base_url, ["m1", "m2"])
+
+
+AppFactory = Callable[..., LlamascApp]
+
+
+@pytest.fixture
+async def make_app(fake_pool: FakePool) -> AsyncIterator[AppFactory]:
+    """Apps over a fake pool; their upstream connections are closed at teardown."""
+    apps: list[LlamascApp] = []
+
+    def make(pool: Any = None, **cli: Any) -> LlamascApp:
+        pool = fake_pool if pool is None else pool
+        settings = settings_from_sources(env={}, cli=cli)
+        catalog = ModelCatalog.of([ModelEntry(m, Path(f"{m}.gguf")) for m in pool.models])
+        app = create_app(settings, pool, catalog=catalog)
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        await app.llamasc.shutdown()
+
+
+@pytest.fixture
+async def client(make_app: AppFactory) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=make_app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://llamasc") as c:
+        yield c
+
+
+class ThreadDaemon:
+    """A real daemon (uvicorn, the real Pool, real children) serving from a thread."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.ready = threading.Event()
+        self.daemon = Daemon(settings, on_ready=lambda info: self.ready.set())
+        self.url = self.daemon.url
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="llamasc-daemon", daemon=True)
+        self.thread.start()
+        if not self.ready.wait(30):
+            raise AssertionError(f"the daemon did not start: {self.error!r}")
+
+    def _run(self) -> None:
+        try:
+            with asyncio.Runner(loop_factory=self.daemon.uv_config.get_loop_factory()) as r:
+                r.run(self.daemon.serve())
+        except BaseException as exc:
+            self.error = exc
+            self.ready.set()
+
+    def sidecars(self) -> list[dict[str, Any]]:
+        data = httpx.get(self.url + "/sidecars", timeout=10).json()
+        return list(data["sidecars"])
+
+    def stop(self, timeout: float = 30) -> None:
+        self.daemon.stop()
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the daemon did not stop"
+
+
+DaemonFactory = Callable[..., ThreadDaemon]
+
+
+def chat(model: str | None = "m1", max_tokens: int = 3, **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "messages": [{"role": "user", "content": "Say something."}],
+        "max_tokens": max_tokens,
+        **extra,
+    }
+    if model is not None:
+        body["model"] = model
+    return body
+
+
+@pytest.fixture
+def daemon_factory(
+    tmp_path: Path, fake_llama_server_bin: Path, isolated_env: Path
+) -> Iterator[DaemonFactory]:
+    """Start real daemons over the fake llama-server; models m1, m2 (empty GGUF files)."""
+    started: list[ThreadDaemon] = []
+    models = {m: str(tmp_path / f"{m}.gguf") for m in ("m1", "m2")}
+    for path in models.values():
+        Path(path).write_bytes(b"GGUF")
+    model_map = tmp_path / "models.json"
+    model_map.write_text(json.dumps(models))
+
+    def make(file_data: dict[str, Any] | None = None, **cli: Any) -> ThreadDaemon:
+        from server_fakes import free_port
+
+        lo = free_port()
+        values: dict[str, Any] = {
+            "llama_server_bin": str(fake_llama_server_bin),
+            "model_map_file": str(model_map),
+            "bind": "127.0.0.1:0",
+            "port_range": f"{lo}-{lo + 40}",
+            "base_args": '["-c", "512"]',
+            "home": str(tmp_path / "home"),
+            "health_interval": "0.5",
+            "health_timeout": "10",
+            "stop_grace": "2",
+            "shutdown_grace": "5",
+        }
+        values.update({k: v for k, v in cli.items()})
+        settings = settings_from_sources(env={}, cli=values, file_data=file_data)
+        d = ThreadDaemon(settings)
+        started.append(d)
+        return d
+
+    yield make
+    for d in started:
+        if d.thread.is_alive():
+            d.stop()
