@@ -15,16 +15,15 @@ import itertools
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
 from llamasc.config import ModelCatalog, ModelEntry
 from llamasc.errors import (
     CapacityError,
-    LlamascError,
     NotFoundError,
     RequestError,
     ShuttingDownError,
@@ -32,13 +31,9 @@ from llamasc.errors import (
 )
 from llamasc.flags import merge_flags, sidecar_key
 from llamasc.pool.child import Child, Launcher, Lease, SidecarInfo
+from llamasc.pool.children import Children
 from llamasc.pool.config import PoolConfig
-from llamasc.pool.ports import PortAllocator
 from llamasc.pool.scheduler import Effect, Grant, Reject, Scheduler, Start, Stop
-from llamasc.process.spec import LaunchSpec, build_argv
-
-if TYPE_CHECKING:
-    from llamasc.process.reaper import StateFile
 
 log = logging.getLogger(__name__)
 
@@ -67,40 +62,32 @@ class Pool:
             from llamasc.process import LlamaServer
 
             launcher = LlamaServer.start
-        self._launcher: Launcher = launcher
         self._sched = Scheduler(
             config.max_sidecars, config.queue_timeout, max_waiters=config.max_queue
         )
-        self._ports = PortAllocator(config.port_range, config.host)
-        self._children: dict[str, Child] = {}
-        # what each key runs, kept while a waiter or a child refers to it
+        self._children = Children(config, self.binary, launcher, self)
+        # what each key runs, kept while a request waits for it
         self._specs: dict[str, tuple[ModelEntry, tuple[str, ...]]] = {}
         self._spec_refs: Counter[str] = Counter()
         self._keys: dict[tuple[str, tuple[str, ...]], tuple[str, ModelEntry, tuple[str, ...]]] = {}
         self._waiting: dict[int, asyncio.Future[Child]] = {}
         self._req_ids = itertools.count(1)
-        self._starts: Counter[str] = Counter()
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._events: deque[tuple[Callable[..., list[Effect]], tuple[Any, ...]]] = deque()
         self._dispatching = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._health_task: asyncio.Task[None] | None = None
-        self._state_file: StateFile | None = None
-        self._grace = config.stop_grace
         self._closing: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
         """Reap children a crashed daemon left behind, then start watching health."""
-        if self.config.state_file is not None:
-            from llamasc.process.reaper import StateFile, reap_leftovers
-
-            await asyncio.to_thread(reap_leftovers, self.config.state_file)
-            self._state_file = StateFile(self.config.state_file)
+        await self._children.open()
         if self.config.health_interval > 0 and self._health_task is None:
-            self._health_task = asyncio.create_task(self._health_loop(), name="pool-health")
+            self._health_task = asyncio.create_task(
+                self._children.health_loop(), name="pool-health"
+            )
 
     async def close(self, grace: float | None = None) -> None:
         """Stop every child and wait until all are gone. Idempotent; later leases fail."""
@@ -119,16 +106,15 @@ class Pool:
 
     async def _close(self, grace: float | None) -> None:
         if grace is not None:
-            self._grace = grace
+            self._children.grace = grace
         if self._health_task is not None:
             self._health_task.cancel()
             await asyncio.gather(self._health_task, return_exceptions=True)
-        children = list(self._children.values())
+        children = list(self._children)
         self._dispatch(self._sched.shutdown, time.monotonic())
         for child in children:
             await child.gone.wait()
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self._children.settle()
         if self._timer is not None:
             self._timer.cancel()
 
@@ -224,9 +210,10 @@ class Pool:
                 if fut is not None and not fut.done():
                     fut.set_exception(self._rejection(e))
             elif isinstance(e, Start):
-                self._start(e.key)
+                entry, merged = self._specs[e.key]
+                self._children.start(e.key, entry, merged)
             elif isinstance(e, Stop):
-                self._stop(e.key, e.reason)
+                self._children.stop(e.key, e.reason)
 
     def _rejection(self, e: Reject) -> BaseException:
         if e.reason == "shutting_down":
@@ -248,142 +235,29 @@ class Pool:
         except Exception:
             return e.error
 
-    def _start(self, key: str) -> None:
-        entry, merged = self._specs[key]
-        log_dir = self.config.log_dir
-        port: int | None = None
-        try:
-            port = self._ports.allocate()
-            spec = LaunchSpec(
-                binary=self.binary,
-                model_path=entry.path,
-                args=merged,
-                port=port,
-                host=self.config.host,
-                env=dict(entry.env),
-                log_file=None if log_dir is None else log_dir / f"{key[:16]}.log",
-                label=f"{entry.id}@{key[:8]}",
-            )
-        except LlamascError as exc:  # no port, or flags the child may not get
-            if port is not None:
-                self._ports.release(port)
-            log.warning("cannot start %s for %s: %s", key[:12], entry.id, exc)
-            self._dispatch(self._sched.start_failed, key, exc, time.monotonic())
-            return
-        child = Child(key, entry.id, merged, port, restarts=self._starts[key])
-        self._starts[key] += 1
-        self._children[key] = child
-        self._hold(key, entry, merged)
-        log.info("starting %s for %s on port %d: %s", key[:12], entry.id, port, " ".join(merged))
-        child.start_task = self._spawn(self._run_start(child, spec), f"start-{key[:8]}")
-        self._changed()
+    # ------------------------------------------------ what the children report (ChildEvents)
 
-    async def _run_start(self, child: Child, spec: LaunchSpec) -> None:
-        try:
-            handle = await self._launcher(spec, ready_timeout=self.config.health_timeout)
-        except asyncio.CancelledError:
-            # a Stop aborted the start; the launcher has killed its child on the way out
-            self._gone(child)
-            return
-        except LlamascError as exc:
-            log.warning("%s for %s did not start: %s", child.key[:12], child.model_id, exc)
-            self._gone(child, failed=exc)
-            return
-        except Exception as exc:  # a launcher bug must still answer the waiters
-            log.exception("%s for %s: launcher failed", child.key[:12], child.model_id)
-            self._gone(child, failed=SpawnError(f"could not start llama-server: {exc}"))
-            return
-        child.handle = handle
-        child.ready_at = time.time()
-        if self._state_file is not None:
-            from llamasc.process.reaper import ChildRecord
+    def child_ready(self, key: str) -> None:
+        self._dispatch(self._sched.ready, key, time.monotonic())
 
-            argv = build_argv(spec)
-            record = ChildRecord.of(handle.pid, handle.create_time, child.port, child.key, argv)
-            self._state_file.add_record(record)
-        self._spawn(self._watch(child), f"watch-{child.key[:8]}")
-        log.info(
-            "%s for %s ready on port %d (pid %d) in %.2fs",
-            child.key[:12],
-            child.model_id,
-            child.port,
-            handle.pid,
-            child.ready_at - child.started,
-        )
-        self._dispatch(self._sched.ready, child.key, time.monotonic())
-        self._changed()
+    def child_failed(self, key: str, error: BaseException) -> None:
+        self._dispatch(self._sched.start_failed, key, error, time.monotonic())
 
-    def _stop(self, key: str, reason: str) -> None:
-        child = self._children.get(key)
-        if child is None:  # its start failed before spawning; start_failed is queued
-            return
-        child.stopping = True
-        child.stop_reason = reason
-        log.info("stopping %s for %s (%s)", key[:12], child.model_id, reason)
-        if child.handle is None:
-            if child.start_task is not None:
-                child.start_task.cancel()
-        else:
-            self._spawn(self._stop_child(child), f"stop-{key[:8]}")
-        self._changed()
+    def child_gone(self, key: str, *, requested: bool) -> None:
+        event = self._sched.stopped if requested else self._sched.exited
+        self._dispatch(event, key, time.monotonic())
 
-    async def _stop_child(self, child: Child) -> None:
-        assert child.handle is not None
-        try:
-            await child.handle.stop(self._grace)
-        except Exception:  # the watcher still reports the exit; never leave a Stop hanging
-            log.exception("stopping %s failed", child.key[:12])
+    def child_unhealthy(self, key: str) -> None:
+        self._dispatch(self._sched.stop_requested, key, time.monotonic())
 
-    async def _watch(self, child: Child) -> None:
-        assert child.handle is not None
-        code = await child.handle.wait()
-        uptime = time.time() - child.started
-        if child.stopping:
-            log.info(
-                "%s for %s exited with code %s after %.1fs (%s)",
-                child.key[:12],
-                child.model_id,
-                code,
-                uptime,
-                child.stop_reason,
-            )
-        else:
-            tail = "\n".join(child.handle.tail(20))
-            log.warning(
-                "%s for %s exited unexpectedly with code %s after %.1fs; last lines:\n%s",
-                child.key[:12],
-                child.model_id,
-                code,
-                uptime,
-                tail,
-            )
-        self._gone(child)
-
-    def _gone(self, child: Child, *, failed: BaseException | None = None) -> None:
-        """The child is dead and reaped: free its port, then tell the scheduler."""
-        self._ports.release(child.port)
-        if self._state_file is not None and child.handle is not None:
-            self._state_file.remove(child.handle.pid)
-        if self._children.get(child.key) is child:
-            del self._children[child.key]
-        self._drop(child.key)
-        now = time.monotonic()
-        if failed is not None:
-            self._dispatch(self._sched.start_failed, child.key, failed, now)
-        elif child.stopping:
-            self._dispatch(self._sched.stopped, child.key, now)
-        else:
-            self._dispatch(self._sched.exited, child.key, now)
-        child.gone.set()
-        self._changed()
+    def children_changed(self) -> None:
+        if self.on_change is not None:
+            try:
+                self.on_change()
+            except Exception:
+                log.exception("pool on_change callback failed")
 
     # ------------------------------------------------------------------- plumbing
-
-    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
 
     def _hold(self, key: str, entry: ModelEntry, merged: tuple[str, ...]) -> None:
         self._specs[key] = (entry, merged)
@@ -413,43 +287,11 @@ class Pool:
         self._timer_at = None
         self._dispatch(self._sched.tick, max(deadline, time.monotonic()))
 
-    def _changed(self) -> None:
-        if self.on_change is not None:
-            try:
-                self.on_change()
-            except Exception:
-                log.exception("pool on_change callback failed")
-
-    async def _health_loop(self) -> None:
-        interval = self.config.health_interval
-        while True:
-            await asyncio.sleep(interval)
-            ready = [c for c in self._children.values() if c.handle and not c.stopping]
-            results = await asyncio.gather(
-                *(c.handle.check_health(min(interval, 5.0)) for c in ready if c.handle),
-                return_exceptions=True,
-            )
-            for child, ok in zip(ready, results, strict=True):
-                if ok is True:
-                    child.health_failures = 0
-                    continue
-                child.health_failures += 1
-                log.warning(
-                    "%s for %s failed health check %d/%d",
-                    child.key[:12],
-                    child.model_id,
-                    child.health_failures,
-                    self.config.health_failures,
-                )
-                if child.health_failures >= self.config.health_failures and not child.stopping:
-                    self._dispatch(self._sched.stop_requested, child.key, time.monotonic())
-                    child.stop_reason = "unhealthy"
-
     # -------------------------------------------------------------- operator view
 
     def sidecars(self) -> list[SidecarInfo]:
         """A snapshot of every live child, oldest first."""
-        return sorted((self._info(c) for c in self._children.values()), key=lambda i: i.started)
+        return sorted((self._info(c) for c in self._children), key=lambda i: i.started)
 
     def find(self, key_prefix: str) -> SidecarInfo:
         """The sidecar whose hash starts with ``key_prefix`` (at least 8 hex characters)."""
@@ -462,13 +304,11 @@ class Pool:
     async def stop_model(self, model_id: str) -> list[SidecarInfo]:
         """Stop every sidecar of ``model_id``; UnknownModelError if nobody configured it."""
         self.catalog.get(model_id)
-        return await self._stop_children(
-            [c for c in self._children.values() if c.model_id == model_id]
-        )
+        return await self._stop_children([c for c in self._children if c.model_id == model_id])
 
     async def stop_all(self) -> list[SidecarInfo]:
         """Stop every sidecar; the pool stays open and starts new ones on demand."""
-        return await self._stop_children(list(self._children.values()))
+        return await self._stop_children(list(self._children))
 
     def logs(self, key_prefix: str, n: int = 200) -> list[str]:
         """The last ``n`` log lines of a sidecar."""
@@ -488,7 +328,7 @@ class Pool:
         prefix = key_prefix.strip().lower()
         if len(prefix) < 8 or not set(prefix) <= _HEX:
             raise RequestError(f"sidecar id must be at least 8 hex characters, got {key_prefix!r}")
-        found = [c for k, c in self._children.items() if k.startswith(prefix)]
+        found = [c for c in self._children if c.key.startswith(prefix)]
         if not found:
             raise NotFoundError(f"no sidecar {key_prefix!r}")
         if len(found) > 1:

@@ -1,0 +1,230 @@
+"""The pool's hands: start and stop llama-server children, watch them, report what happens.
+
+Nothing here decides anything. ``Children.start``/``stop`` carry out the scheduler's Start and
+Stop; each outcome (ready, failed start, exit, failed health checks) goes back through
+:class:`ChildEvents`, which the pool turns into scheduler events. A child's port is freed,
+and its state-file entry dropped, only once the child is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Coroutine, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from llamasc.config import ModelEntry
+from llamasc.errors import LlamascError, SpawnError
+from llamasc.pool.child import Child, Launcher
+from llamasc.pool.config import PoolConfig
+from llamasc.pool.ports import PortAllocator
+from llamasc.process.spec import LaunchSpec, build_argv
+
+if TYPE_CHECKING:
+    from llamasc.process.reaper import StateFile
+
+log = logging.getLogger(__name__)
+
+
+class ChildEvents(Protocol):
+    """What the pool hears from its children."""
+
+    def child_ready(self, key: str) -> None: ...
+    def child_failed(self, key: str, error: BaseException) -> None: ...
+    def child_gone(self, key: str, *, requested: bool) -> None: ...
+    def child_unhealthy(self, key: str) -> None: ...
+    def children_changed(self) -> None: ...
+
+
+class Children:
+    """The live children by key, and the tasks that start, stop and watch them."""
+
+    def __init__(
+        self, config: PoolConfig, binary: Path, launcher: Launcher, events: ChildEvents
+    ) -> None:
+        self.config = config
+        self.binary = binary
+        self.grace = config.stop_grace
+        self._launcher = launcher
+        self._events = events
+        self._ports = PortAllocator(config.port_range, config.host)
+        self._by_key: dict[str, Child] = {}
+        self._starts: Counter[str] = Counter()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._state_file: StateFile | None = None
+
+    def __getitem__(self, key: str) -> Child:
+        return self._by_key[key]
+
+    def __iter__(self) -> Iterator[Child]:
+        return iter(list(self._by_key.values()))
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    async def open(self) -> None:
+        """Reap what a crashed daemon left behind; record our own children from now on."""
+        if self.config.state_file is not None:
+            from llamasc.process.reaper import StateFile, reap_leftovers
+
+            await asyncio.to_thread(reap_leftovers, self.config.state_file)
+            self._state_file = StateFile(self.config.state_file)
+
+    async def settle(self) -> None:
+        """Wait until every start, stop and watch task has finished."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # ---------------------------------------------------------------------- start
+
+    def start(self, key: str, entry: ModelEntry, merged: tuple[str, ...]) -> None:
+        """Spawn the child of ``key``; ``child_ready`` or ``child_failed`` follows."""
+        log_dir = self.config.log_dir
+        port: int | None = None
+        try:
+            port = self._ports.allocate()
+            spec = LaunchSpec(
+                binary=self.binary,
+                model_path=entry.path,
+                args=merged,
+                port=port,
+                host=self.config.host,
+                env=dict(entry.env),
+                log_file=None if log_dir is None else log_dir / f"{key[:16]}.log",
+                label=f"{entry.id}@{key[:8]}",
+            )
+        except LlamascError as exc:  # no port, or flags the child may not get
+            if port is not None:
+                self._ports.release(port)
+            log.warning("cannot start %s for %s: %s", key[:12], entry.id, exc)
+            self._events.child_failed(key, exc)
+            return
+        child = Child(key, entry.id, merged, port, restarts=self._starts[key])
+        self._starts[key] += 1
+        self._by_key[key] = child
+        log.info("starting %s for %s on port %d: %s", key[:12], entry.id, port, " ".join(merged))
+        child.start_task = self._spawn(self._run_start(child, spec), f"start-{key[:8]}")
+        self._events.children_changed()
+
+    async def _run_start(self, child: Child, spec: LaunchSpec) -> None:
+        try:
+            handle = await self._launcher(spec, ready_timeout=self.config.health_timeout)
+        except asyncio.CancelledError:
+            # a Stop aborted the start; the launcher killed its child on the way out
+            self._gone(child)
+            return
+        except LlamascError as exc:
+            log.warning("%s for %s did not start: %s", child.key[:12], child.model_id, exc)
+            self._gone(child, failed=exc)
+            return
+        except Exception as exc:  # a launcher bug must still answer the waiters
+            log.exception("%s for %s: launcher failed", child.key[:12], child.model_id)
+            self._gone(child, failed=SpawnError(f"could not start llama-server: {exc}"))
+            return
+        child.handle = handle
+        child.ready_at = time.time()
+        if self._state_file is not None:
+            from llamasc.process.reaper import ChildRecord
+
+            argv = build_argv(spec)
+            record = ChildRecord.of(handle.pid, handle.create_time, child.port, child.key, argv)
+            self._state_file.add_record(record)
+        self._spawn(self._watch(child), f"watch-{child.key[:8]}")
+        log.info(
+            "%s for %s ready on port %d (pid %d) in %.2fs",
+            *(child.key[:12], child.model_id, child.port, handle.pid),
+            child.ready_at - child.started,
+        )
+        self._events.child_ready(child.key)
+        self._events.children_changed()
+
+    # ----------------------------------------------------------------------- stop
+
+    def stop(self, key: str, reason: str) -> None:
+        """Stop (or abort the start of) the child of ``key``; ``child_gone`` follows."""
+        child = self._by_key.get(key)
+        if child is None:  # its start failed before spawning; child_failed was sent
+            return
+        child.stopping = True
+        child.stop_reason = child.stop_reason or reason
+        log.info("stopping %s for %s (%s)", key[:12], child.model_id, child.stop_reason)
+        if child.handle is None:
+            if child.start_task is not None:
+                child.start_task.cancel()
+        else:
+            self._spawn(self._stop_child(child), f"stop-{key[:8]}")
+        self._events.children_changed()
+
+    async def _stop_child(self, child: Child) -> None:
+        assert child.handle is not None
+        try:
+            await child.handle.stop(self.grace)
+        except Exception:  # the watcher still reports the exit; never leave a Stop hanging
+            log.exception("stopping %s failed", child.key[:12])
+
+    async def _watch(self, child: Child) -> None:
+        assert child.handle is not None
+        code = await child.handle.wait()
+        uptime = time.time() - child.started
+        what = (child.key[:12], child.model_id, code, uptime)
+        if child.stopping:
+            log.info("%s for %s exited with code %s after %.1fs (%s)", *what, child.stop_reason)
+        else:
+            tail = "\n".join(child.handle.tail(20))
+            log.warning(
+                "%s for %s exited unexpectedly with code %s after %.1fs; last lines:\n%s",
+                *what,
+                tail,
+            )
+        self._gone(child)
+
+    def _gone(self, child: Child, *, failed: BaseException | None = None) -> None:
+        """The child is dead and reaped: free its port and tell the pool."""
+        self._ports.release(child.port)
+        if self._state_file is not None and child.handle is not None:
+            self._state_file.remove(child.handle.pid)
+        if self._by_key.get(child.key) is child:
+            del self._by_key[child.key]
+        child.gone.set()
+        if failed is not None:
+            self._events.child_failed(child.key, failed)
+        else:
+            self._events.child_gone(child.key, requested=child.stopping)
+        self._events.children_changed()
+
+    # --------------------------------------------------------------------- health
+
+    async def health_loop(self) -> None:
+        """Check every ready child each interval; report one that failed too often."""
+        interval = self.config.health_interval
+        while True:
+            await asyncio.sleep(interval)
+            ready = [(c, c.handle) for c in self._by_key.values() if c.handle and not c.stopping]
+            results = await asyncio.gather(
+                *(h.check_health(min(interval, 5.0)) for _, h in ready), return_exceptions=True
+            )
+            for (child, _), ok in zip(ready, results, strict=True):
+                if ok is True:
+                    child.health_failures = 0
+                    continue
+                child.health_failures += 1
+                log.warning(
+                    "%s for %s failed health check %d/%d",
+                    *(child.key[:12], child.model_id, child.health_failures),
+                    self.config.health_failures,
+                )
+                if child.health_failures >= self.config.health_failures and not child.stopping:
+                    child.stop_reason = "unhealthy"
+                    self._events.child_unhealthy(child.key)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+
+__all__ = ["ChildEvents", "Children"]
