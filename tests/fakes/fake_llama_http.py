@@ -334,67 +334,22 @@ class Handler(socketserver.StreamRequestHandler):
 
     def models(self, req: dict[str, Any]) -> None:
         st = self.state
-        name = st.model_name
-        meta = {
-            "vocab_type": 2,
-            "n_vocab": 49152,
-            "n_ctx": st.n_ctx,
-            "n_ctx_train": 8192,
-            "n_embd": replies.EMBED_DIM,
-            "n_params": 134515008,
-            "size": 85000000,
-            "ftype": "Q4_1",
-        }
-        self._json(
-            200,
-            {
-                "models": [{"name": name, "model": name, "type": "model", "capabilities": []}],
-                "object": "list",
-                "data": [
-                    {
-                        "id": name,
-                        "aliases": [],
-                        "tags": [],
-                        "object": "model",
-                        "created": st.created,
-                        "owned_by": "llamacpp",
-                        "meta": meta,
-                    }
-                ],
-            },
-        )
+        self._json(200, replies.models_body(st.model_name, st.n_ctx, st.created))
 
     def props(self, req: dict[str, Any]) -> None:
         st = self.state
-        self._json(
-            200,
-            {
-                "default_generation_settings": {
-                    "params": {"n_predict": -1, "temperature": 0.8, "speculative.types": "none"},
-                    "n_ctx": st.n_ctx,
-                },
-                "total_slots": st.n_slots,
-                "model_alias": st.model_name,
-                "model_path": st.opts.model,
-                "modalities": {"vision": False, "video": False, "audio": False},
-                "endpoint_slots": st.slots_enabled,
-                "endpoint_props": False,
-                "endpoint_metrics": st.metrics,
-                "chat_template": "",
-                "bos_token": "<|im_start|>",
-                "eos_token": "<|im_end|>",
-                "build_info": replies.FINGERPRINT,
-                "is_sleeping": False,
-                "fake": {
-                    **st.fake_echo,
-                    "env": dict(os.environ),
-                    "ready_at": st.ready_at,
-                    "flags": st.opts.flags,
-                    "switches": st.opts.fake,
-                    "completed": st.completed,
-                },
-            },
+        body = replies.props_body(
+            st.model_name, st.opts.model, st.n_ctx, st.n_slots, st.slots_enabled, st.metrics
         )
+        body["fake"] = {
+            **st.fake_echo,
+            "env": dict(os.environ),
+            "ready_at": st.ready_at,
+            "flags": st.opts.flags,
+            "switches": st.opts.fake,
+            "completed": st.completed,
+        }
+        self._json(200, body)
 
     def slots(self, req: dict[str, Any]) -> None:
         st = self.state

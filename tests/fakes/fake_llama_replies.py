@@ -273,6 +273,62 @@ def native_events(plan: Plan, prompt: Any, fake: dict[str, Any]) -> Iterator[byt
     yield ("data: " + _dumps(native_final(plan, "", prompt, fake)) + "\n\n").encode()
 
 
+# --- model information ---------------------------------------------------------------------
+
+
+def models_body(name: str, n_ctx: int, created: int) -> dict[str, Any]:
+    """``GET /v1/models`` in single-model mode: the Ollama-style list plus OpenAI's."""
+    meta = {
+        "vocab_type": 2,
+        "n_vocab": 49152,
+        "n_ctx": n_ctx,
+        "n_ctx_train": 8192,
+        "n_embd": EMBED_DIM,
+        "n_params": 134515008,
+        "size": 85000000,
+        "ftype": "Q4_1",
+    }
+    return {
+        "models": [{"name": name, "model": name, "type": "model", "capabilities": []}],
+        "object": "list",
+        "data": [
+            {
+                "id": name,
+                "aliases": [],
+                "tags": [],
+                "object": "model",
+                "created": created,
+                "owned_by": "llamacpp",
+                "meta": meta,
+            }
+        ],
+    }
+
+
+def props_body(
+    name: str, model_path: str, n_ctx: int, n_slots: int, slots: bool, metrics: bool
+) -> dict[str, Any]:
+    """``GET /props``, the keys llama-server has (values a small model could have)."""
+    return {
+        "default_generation_settings": {
+            "params": {"n_predict": -1, "temperature": 0.8, "speculative.types": "none"},
+            "n_ctx": n_ctx,
+        },
+        "total_slots": n_slots,
+        "model_alias": name,
+        "model_path": model_path,
+        "modalities": {"vision": False, "video": False, "audio": False},
+        "endpoint_slots": slots,
+        "endpoint_props": False,
+        "endpoint_metrics": metrics,
+        "chat_template": "",
+        "bos_token": "<|im_start|>",
+        "eos_token": "<|im_end|>",
+        "build_info": FINGERPRINT,
+        "is_sleeping": False,
+    }
+
+
 # --- embeddings and rerank -----------------------------------------------------------------
 
 
