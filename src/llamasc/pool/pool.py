@@ -235,7 +235,7 @@ class Pool:
         except Exception:
             return e.error
 
-    # ------------------------------------------------ what the children report (ChildEvents)
+    # ------------------------- ChildEvents: what self._children reports (not for callers)
 
     def child_ready(self, key: str) -> None:
         self._dispatch(self._sched.ready, key, time.monotonic())
