@@ -32,6 +32,7 @@ class ChannelForward:
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.bind(("127.0.0.1", 0))
         self._sock.listen(16)
+        self._port: int = self._sock.getsockname()[1]
         self._sock.settimeout(0.5)  # lets the accept loop notice close() on every platform
         self._closed = threading.Event()
         self._lock = threading.Lock()
@@ -43,8 +44,7 @@ class ChannelForward:
 
     @property
     def local_port(self) -> int:
-        port: int = self._sock.getsockname()[1]
-        return port
+        return self._port
 
     def _accept_loop(self) -> None:
         while not self._closed.is_set():
@@ -95,6 +95,8 @@ class ChannelForward:
         if self._closed.is_set():
             return
         self._closed.set()
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)  # wakes a blocked accept() on Linux
         with contextlib.suppress(OSError):
             self._sock.close()
         with self._lock:

@@ -177,8 +177,9 @@ def http_health(base_url: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def parse_pid_list(text: str) -> list[int]:
-    return [int(tok) for tok in re.findall(r"\b\d+\b", text)]
+def parse_pid_column(text: str) -> list[int]:
+    """PIDs from the first column of ``nvidia-smi --query-compute-apps=pid,...`` output."""
+    return [int(m) for m in re.findall(r"^\s*(\d+)", text, re.MULTILINE)]
 
 
 def env_lines(env: Mapping[str, str]) -> Sequence[tuple[str, str]]:

@@ -28,6 +28,7 @@ from llamasc.remote.launch import (
     new_launch_id,
     owner_alive,
     owner_info,
+    parse_pid_column,
     server_argv,
     tail,
     wait_until_ready,
@@ -239,7 +240,7 @@ class LocalLauncher:
                 timeout=30,
                 check=False,
             )
-            holders = {int(t) for t in res.stdout.split() if t.isdigit()}
+            holders = set(parse_pid_column(res.stdout))
             if res.returncode != 0 or server.pid not in holders:
                 return
             if time.monotonic() >= deadline:

@@ -14,7 +14,13 @@ from typing import Any
 
 from llamasc.errors import RemoteError
 from llamasc.remote._base import RemoteLauncher
-from llamasc.remote.launch import LaunchSpec, RunningServer, env_lines, server_argv
+from llamasc.remote.launch import (
+    LaunchSpec,
+    RunningServer,
+    env_lines,
+    parse_pid_column,
+    server_argv,
+)
 from llamasc.remote.quoting import posix_join
 
 log = logging.getLogger(__name__)
@@ -156,7 +162,7 @@ class PosixLauncher(RemoteLauncher):
         )
         if res.exit_code == 3 or not res.ok:
             return None
-        return [int(tok) for tok in res.stdout.split() if tok.isdigit()]
+        return parse_pid_column(res.stdout)
 
     def _remove_workdir(self, server: RunningServer) -> None:
         if server.launch_id and server.workdir.endswith(server.launch_id):

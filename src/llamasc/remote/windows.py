@@ -23,7 +23,13 @@ from typing import Any
 
 from llamasc.errors import RemoteError
 from llamasc.remote._base import RemoteLauncher
-from llamasc.remote.launch import LaunchSpec, RunningServer, env_lines, server_argv
+from llamasc.remote.launch import (
+    LaunchSpec,
+    RunningServer,
+    env_lines,
+    parse_pid_column,
+    server_argv,
+)
 from llamasc.remote.quoting import cmd_escape, cmd_join, msvc_quote, windows_sftp_path
 
 log = logging.getLogger(__name__)
@@ -199,7 +205,7 @@ class WindowsLauncher(RemoteLauncher):
         res = self.run("nvidia-smi --query-compute-apps=pid --format=csv,noheader")
         if not res.ok:
             return None
-        return [int(tok) for tok in res.stdout.split() if tok.isdigit()]
+        return parse_pid_column(res.stdout)
 
     def _remove_workdir(self, server: RunningServer) -> None:
         if server.launch_id and server.workdir.endswith(server.launch_id):
