@@ -145,7 +145,7 @@ async def test_cancelling_start_kills_the_child(fake_spec: MakeSpec) -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert wait_until(lambda: not alive(child.pid), 2.0)
+    assert not alive(child.pid)  # gone (and reaped) by the time the cancellation lands
 
 
 async def test_child_environment_is_scrubbed(

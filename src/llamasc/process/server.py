@@ -140,8 +140,12 @@ class LlamaServer:
         try:
             await server._await_ready(ready_timeout)
         except asyncio.CancelledError:
-            # We may not get to await again: kill now, the waiter thread reaps the child.
+            # Kill first: if we are not allowed to await again (a repeated cancel), the
+            # waiter thread still reaps the child. Then wait for the reap, so the caller
+            # can hand the port to someone else the moment this raises.
             server._kill_now("start was cancelled")
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(server._wait_exit(KILL_WAIT))
             raise
         except BaseException as exc:
             server._kill_now(f"start failed ({type(exc).__name__})")
