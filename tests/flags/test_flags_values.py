@@ -77,7 +77,7 @@ ALLOWED = [
     "-fit on",
     "-fit false",
     "-cram 2048",
-    "-cram -1",
+    "-cram 0",
     "--spec-draft-n-max 16",
     "--spec-ngram-mod-n-match 24",
     "--spec-ngram-simple-size-n 1024",
@@ -201,6 +201,32 @@ def test_bad_values_are_refused_with_the_range(text: str, fragment: str) -> None
     assert v.canonical == ()
     assert len(v.problems) == 1
     assert fragment in v.problems[0], v.problems
+
+
+@pytest.mark.parametrize(
+    ("text", "ok"),
+    [
+        ("--kv-unified-per-slot 4096", True),
+        ("--kv-unified-per-slot 262144", True),  # x 4 auto slots = 1 Mi
+        ("--kv-unified-per-slot 262145", False),
+        ("--kv-unified-per-slot 32768 -np 32", True),
+        ("--kv-unified-per-slot 32768 -np 33", False),
+        ("--kv-unified-per-slot 900000 -c 8192", True),  # -c sets the size instead
+    ],
+)
+def test_per_slot_context_cannot_sidestep_the_context_cap(text: str, ok: bool) -> None:
+    v = validate_flags(text)
+    assert v.ok is ok, v.problems
+    if not ok:
+        assert v.problems[0].startswith("--kv-unified-per-slot: ")
+        assert "over the 1048576 allowed" in v.problems[0]
+    assert validate_flags(text, FlagPolicy.operator()).ok
+
+
+def test_cache_ram_unlimited_is_for_operators() -> None:
+    assert "between 0 and 16384" in validate_flags("-cram -1").problems[0]
+    assert not validate_flags("-cram 16385").ok
+    assert validate_flags("-cram -1", FlagPolicy.operator()).ok
 
 
 def test_long_strings_are_capped() -> None:

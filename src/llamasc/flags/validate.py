@@ -13,7 +13,7 @@ from llamasc.flags.canonical import build_canonical, sidecar_key
 from llamasc.flags.policy import FlagPolicy, check_paths, refusal
 from llamasc.flags.table import FlagTable, load_default_table
 from llamasc.flags.tokens import parse_flag_input, problems_message
-from llamasc.flags.values import check_values
+from llamasc.flags.values import check_combination, check_values
 from llamasc.flags.walk import Occurrence, walk
 
 log = logging.getLogger(__name__)
@@ -127,8 +127,12 @@ def validate_flags(
     rows: list[tuple[int, FlagVerdict]] = []
     problems: list[tuple[int, str]] = []
     accepted: list[Occurrence] = []
-    for found in occurrences:
-        why, occ = _judge(found, policy, table, sets)
+    judged = [_judge(found, policy, table, sets) for found in occurrences]
+    last = {o.spec.canonical: i for i, (refused, o) in enumerate(judged) if refused is None}
+    values = {flag: judged[i][1].values for flag, i in last.items()}
+    for flag, reason in check_combination(values, policy.trusted).items():
+        judged[last[flag]] = (reason, judged[last[flag]][1])
+    for why, occ in judged:
         name = occ.spec.spelling(occ.negative) if occ.spec.negatives else occ.spec.canonical
         rows.append((occ.index, FlagVerdict(occ.raw, occ.value, why is None, why or "ok", name)))
         if why is None:

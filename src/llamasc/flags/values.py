@@ -9,7 +9,10 @@ matter; the rest fall back to generic ranges by value kind (ints -1..1,048,576 a
 Decisions worth knowing:
 
 * ``-c/--ctx-size`` is capped at 1,048,576 tokens (1 Mi) for untrusted callers: no current
-  model trains beyond that, and 0 ("the model's own context") stays allowed.
+  model trains beyond that, and 0 ("the model's own context") stays allowed. The same cap
+  holds for ``--kv-unified-per-slot`` times the slot count (see :func:`check_combination`).
+* ``-cram/--cache-ram`` (host-RAM prompt cache, MiB) is 0..16384 for untrusted callers;
+  -1 (no limit) is for operators.
 * ``--parallel`` 1..64 for untrusted callers (llama.cpp also takes -1 = auto; 0 is an error).
 * ``--prio`` is capped at 2 (3 = realtime scheduling) and ``--poll`` at 50 (its default; 100
   busy-waits a core) for untrusted callers.
@@ -37,6 +40,7 @@ INT32 = (-(2**31), 2**31 - 1)
 UNTRUSTED_INT = (-1, 1_048_576)
 UNTRUSTED_FLOAT = (-1e6, 1e6)
 MAX_CTX = 1_048_576
+MAX_CACHE_RAM_MIB = 16 * 1024  # host-RAM prompt cache; -1 (unlimited) is for operators
 STRING_CAP = 4096
 STRING_CAP_TRUSTED = 32 * 1024
 LONG_TEXT_CAP = 16 * 1024  # grammars, JSON schemas, chat templates
@@ -233,7 +237,7 @@ OVERRIDES: dict[str, Check] = {
     "--parallel": _int(-1, 4096, 1, 64, exclude=(0,)),
     "--ctx-checkpoints": _int(0, INT32[1], 0, 256),
     "--checkpoint-min-step": _int(0, INT32[1], 0, MAX_CTX),
-    "--cache-ram": _int(-1, INT32[1], -1, 1_048_576),
+    "--cache-ram": _int(-1, INT32[1], 0, MAX_CACHE_RAM_MIB),
     "--keep": _int(-1, INT32[1], -1, MAX_CTX),
     "--yarn-orig-ctx": _int(0, INT32[1], 0, MAX_CTX),
     "--fit-ctx": _int(0, INT32[1], 0, MAX_CTX),
@@ -428,4 +432,29 @@ def check_values(spec: FlagSpec, values: Iterable[str], trusted: bool) -> str | 
     return None
 
 
-__all__ = ["MAX_CTX", "OVERRIDES", "check_values", "rule_for"]
+def check_combination(values: dict[str, tuple[str, ...]], trusted: bool) -> dict[str, str]:
+    """Problems that only show across flags, keyed by the canonical name to blame.
+
+    ``values`` maps canonical names to their last values. Without ``-c``, llama-server sizes
+    the KV cache as slots x ``--kv-unified-per-slot`` (4 slots when ``-np`` is auto), which
+    would sidestep the context cap.
+    """
+    if trusted or "--ctx-size" in values or "--kv-unified-per-slot" not in values:
+        return {}
+    try:
+        per_slot = int(values["--kv-unified-per-slot"][0])
+        slots = int(values.get("--parallel", ("-1",))[0])
+    except (ValueError, IndexError):
+        return {}  # the per-flag checks already report unparseable numbers
+    slots = slots if slots > 0 else 4
+    if per_slot * slots <= MAX_CTX:
+        return {}
+    return {
+        "--kv-unified-per-slot": (
+            f"{per_slot} per slot x {slots} slots = {per_slot * slots} tokens of context, "
+            f"over the {MAX_CTX} allowed for untrusted callers (set -c, or fewer per slot)"
+        )
+    }
+
+
+__all__ = ["MAX_CTX", "OVERRIDES", "check_combination", "check_values", "rule_for"]
