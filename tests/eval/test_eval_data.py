@@ -109,7 +109,9 @@ def test_hub_offline_fails_fast_with_both_options(
         load_hub("gsm8k")
     assert time.monotonic() - start < 30
     message = str(err.value)
-    assert "openai/gsm8k" in message and "--data-file" in message and "hub" in message
+    assert "openai/gsm8k" in message
+    assert "--data-file" in message
+    assert "hub" in message
     assert "\n" not in message
 
 
@@ -142,7 +144,8 @@ def test_cli_without_hub_or_file_prints_one_red_line(tmp_path: Path) -> None:
     assert proc.returncode == 2
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("error:") and "--data-file" in lines[0]
+    assert lines[0].startswith("error:")
+    assert "--data-file" in lines[0]
     assert "Traceback" not in proc.stderr
 
 

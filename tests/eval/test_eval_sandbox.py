@@ -35,7 +35,8 @@ def layers() -> list[str]:
 def test_a_correct_program_passes_and_a_wrong_one_fails() -> None:
     assert run("import math\nassert math.isclose(math.pi, 3.14159, rel_tol=1e-5)\n")[0] == "passed"
     status, detail, _ = run("assert 1 + 1 == 3, 'arithmetic'\n")
-    assert status == "failed" and "AssertionError" in detail
+    assert status == "failed"
+    assert "AssertionError" in detail
 
 
 def test_the_work_directory_is_private_and_writable() -> None:
@@ -50,13 +51,15 @@ def test_the_work_directory_is_private_and_writable() -> None:
 def test_infinite_loop_is_killed_at_the_wall_clock() -> None:
     start = time.monotonic()
     status, detail, _ = run("while True:\n    pass\n", SandboxLimits(timeout_s=1.5, cpu_seconds=5))
-    assert status == "timeout" and "timed out" in detail
+    assert status == "timeout"
+    assert "timed out" in detail
     assert time.monotonic() - start < 10
 
 
 def test_cpu_limit_stops_a_busy_loop_before_the_wall_clock() -> None:
     status, detail, _ = run("while True:\n    pass\n", SandboxLimits(timeout_s=20, cpu_seconds=1))
-    assert status == "failed" and "killed by SIG" in detail
+    assert status == "failed"
+    assert "killed by SIG" in detail
 
 
 @pytest.mark.parametrize(
@@ -184,12 +187,14 @@ def test_connecting_a_socket_is_refused(
 
 def test_exiting_early_with_status_zero_is_not_a_pass() -> None:
     status, detail, _ = run("import os\nos._exit(0)\nassert False\n")
-    assert status == "failed" and "exited before" in detail
+    assert status == "failed"
+    assert "exited before" in detail
 
 
 def test_shell_escapes_are_refused() -> None:
     status, detail, _ = run("import os\nos.system('true')\n")
-    assert status == "failed" and "sandbox" in detail
+    assert status == "failed"
+    assert "sandbox" in detail
 
 
 def test_self_check_passes_every_canonical_solution_of_the_fixture() -> None:
@@ -207,7 +212,8 @@ def test_a_broken_solution_fails_the_self_check() -> None:
         Item(i.id, i.benchmark, {**i.row, "canonical_solution": "    return None\n"}) for i in items
     ]
     check = asyncio.run(self_check(broken, SandboxLimits(timeout_s=10), concurrency=2))
-    assert check.passed == 0 and len(check.failures) == 2
+    assert check.passed == 0
+    assert len(check.failures) == 2
 
 
 def test_sleeping_children_are_reaped_after_each_sample() -> None:

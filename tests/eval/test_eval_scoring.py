@@ -92,7 +92,8 @@ def test_gsm8k_grading_reports_strict_and_flexible_apart() -> None:
     assert only_flexible["correct_strict"] is False
     assert only_flexible["unparseable_strict"] is True
     both = grade_gsm8k(item, "9 + 9 = 18\nAnswer: 18.00")
-    assert both["correct"] and both["correct_strict"]
+    assert both["correct"]
+    assert both["correct_strict"]
     assert both["extracted_strict"] == "18"
 
 
@@ -108,7 +109,8 @@ def test_mmlu_grading_counts_unparseable_apart() -> None:
         "correct": True,
     }
     fields = grade_mmlu(item, "I cannot tell")
-    assert fields["unparseable"] and not fields["correct"]
+    assert fields["unparseable"]
+    assert not fields["correct"]
 
 
 @given(st.integers(min_value=-(10**9), max_value=10**9), st.text(alphabet="abc .\n", max_size=30))

@@ -99,7 +99,9 @@ def test_fresh_moves_answers_aside(tmp_path: Path) -> None:
     store.append(record(s, "q1"))
     store.close()
     moved = store.fresh()
-    assert moved is not None and moved.exists() and not store.path.exists()
+    assert moved is not None
+    assert moved.exists()
+    assert not store.path.exists()
     assert ResultStore(tmp_path, s).load().records == {}
 
 
