@@ -25,195 +25,37 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
-import json
-import math
 import re
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable
 
+from llamasc.flags.rules import (
+    INT32,
+    LONG_TEXT_CAP,
+    STRING_CAP,
+    UNTRUSTED_FLOAT,
+    UNTRUSTED_INT,
+    Check,
+    EnumRule,
+    Explained,
+    ListRule,
+    TextRule,
+    float_rule,
+    int_rule,
+    truthy_rule,
+)
 from llamasc.flags.table import FlagSpec
 
-#: (value, trusted) -> reason it is refused, or None when fine
-Check = Callable[[str, bool], "str | None"]
-
-INT32 = (-(2**31), 2**31 - 1)
-UNTRUSTED_INT = (-1, 1_048_576)
-UNTRUSTED_FLOAT = (-1e6, 1e6)
 MAX_CTX = 1_048_576
 MAX_CACHE_RAM_MIB = 16 * 1024  # host-RAM prompt cache; -1 (unlimited) is for operators
-STRING_CAP = 4096
-STRING_CAP_TRUSTED = 32 * 1024
-LONG_TEXT_CAP = 16 * 1024  # grammars, JSON schemas, chat templates
 
-TRUTHY = ("on", "enabled", "true", "1")
-FALSEY = ("off", "disabled", "false", "0")
-AUTOY = ("auto", "-1")
-
-_INT_RE = re.compile(r"[+-]?[0-9]+")
-_FLOAT_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-
-
-def _fmt(x: float) -> str:
-    if isinstance(x, int):
-        return str(x)
-    if abs(x) >= 1e7:
-        return f"{x:g}"
-    return str(int(x)) if float(x).is_integer() else repr(x)
-
-
-def _range_text(lo: float, hi: float) -> str:
-    return f"between {_fmt(lo)} and {_fmt(hi)}"
-
-
-@dataclass(frozen=True, slots=True)
-class IntRule:
-    lo: int
-    hi: int
-    untrusted: tuple[int, int] | None = None
-    words: tuple[str, ...] = ()
-    exclude: tuple[int, ...] = ()
-
-    def __call__(self, value: str, trusted: bool) -> str | None:
-        if value in self.words:
-            return None
-        if not _INT_RE.fullmatch(value):
-            extra = f" (or {', '.join(self.words)})" if self.words else ""
-            return f"needs an integer{extra}, got '{_clip(value)}'"
-        n = int(value)
-        lo, hi = self.lo, self.hi
-        if not trusted and self.untrusted is not None:
-            lo, hi = max(lo, self.untrusted[0]), min(hi, self.untrusted[1])
-        if n in self.exclude:
-            return f"does not accept {n}"
-        if not lo <= n <= hi:
-            return f"must be {_range_text(lo, hi)}{_who(lo, hi, self.lo, self.hi)}, got {n}"
-        return None
-
-
-@dataclass(frozen=True, slots=True)
-class FloatRule:
-    lo: float
-    hi: float
-    untrusted: tuple[float, float] | None = None
-
-    def __call__(self, value: str, trusted: bool) -> str | None:
-        if not _FLOAT_RE.fullmatch(value):
-            return f"needs a number, got '{_clip(value)}'"
-        x = float(value)
-        if not math.isfinite(x):
-            return f"needs a finite number, got '{_clip(value)}'"
-        lo, hi = self.lo, self.hi
-        if not trusted and self.untrusted is not None:
-            lo, hi = max(lo, self.untrusted[0]), min(hi, self.untrusted[1])
-        if not lo <= x <= hi:
-            return f"must be {_range_text(lo, hi)}{_who(lo, hi, self.lo, self.hi)}, got {value}"
-        return None
-
-
-@dataclass(frozen=True, slots=True)
-class EnumRule:
-    allowed: tuple[str, ...]
-    untrusted_denied: tuple[str, ...] = ()
-    case_insensitive: bool = False
-
-    def __call__(self, value: str, trusted: bool) -> str | None:
-        probe = value.lower() if self.case_insensitive else value
-        if probe not in self.allowed:
-            return f"must be one of {', '.join(self.allowed)}; got '{_clip(value)}'"
-        if not trusted and probe in self.untrusted_denied:
-            return f"'{value}' is for operators only (it pins the model in RAM)"
-        return None
-
-
-@dataclass(frozen=True, slots=True)
-class ListRule:
-    item: Check
-    sep: str = ","
-    max_items: int = 64
-    what: str = "item"
-
-    def __call__(self, value: str, trusted: bool) -> str | None:
-        items = re.split(self.sep, value)
-        if len(items) > self.max_items:
-            return f"has {len(items)} {self.what}s (limit {self.max_items})"
-        for item in items:
-            if (why := self.item(item.strip(), trusted)) is not None:
-                return f"{self.what} '{_clip(item)}' {why}"
-        return None
-
-
-@dataclass(frozen=True, slots=True)
-class TextRule:
-    cap: int = STRING_CAP
-    pattern: re.Pattern[str] | None = None
-    shape: str = ""
-    json_kind: type | None = None  # dict / list / object: must parse as JSON of that type
-
-    def __call__(self, value: str, trusted: bool) -> str | None:
-        cap = max(self.cap, STRING_CAP_TRUSTED) if trusted else self.cap
-        if len(value) > cap:
-            return f"is too long: {len(value)} characters (limit {cap})"
-        if self.pattern is not None and not self.pattern.fullmatch(value):
-            return f"must look like {self.shape}; got '{_clip(value)}'"
-        if self.json_kind is not None:
-            try:
-                data = json.loads(value)
-            except json.JSONDecodeError as exc:
-                return f"must be valid JSON ({exc.msg} at position {exc.pos})"
-            if self.json_kind is not object and not isinstance(data, self.json_kind):
-                return f"must be a JSON {'object' if self.json_kind is dict else 'value'}"
-        return None
-
-
-@dataclass(frozen=True, slots=True)
-class Explained:
-    """A rule whose refusals carry a fixed explanation."""
-
-    rule: Check
-    why: str
-
-    def __call__(self, value: str, trusted: bool) -> str | None:
-        reason = self.rule(value, trusted)
-        return f"{reason} ({self.why})" if reason else None
-
-
-def _who(lo: float, hi: float, valid_lo: float, valid_hi: float) -> str:
-    return "" if (lo, hi) == (valid_lo, valid_hi) else " for untrusted callers"
-
-
-def _clip(value: str, n: int = 40) -> str:
-    return value if len(value) <= n else value[: n - 1] + "…"
-
-
-def _int(
-    lo: int,
-    hi: int,
-    ulo: int | None = None,
-    uhi: int | None = None,
-    *,
-    words: tuple[str, ...] = (),
-    exclude: tuple[int, ...] = (),
-) -> IntRule:
-    untrusted = (ulo if ulo is not None else lo, uhi if uhi is not None else hi)
-    return IntRule(lo, hi, untrusted, words, exclude)
-
-
-def _float(lo: float, hi: float, ulo: float | None = None, uhi: float | None = None) -> FloatRule:
-    return FloatRule(lo, hi, (ulo if ulo is not None else lo, uhi if uhi is not None else hi))
-
-
-def _truthy(*, auto: bool) -> EnumRule:
-    return EnumRule(TRUTHY + FALSEY + (AUTOY if auto else ()))
-
-
-_PROB = _float(0.0, 1.0)
-_NONNEG_FLOAT = _float(0.0, 3.4e38, 0.0, 1e6)
-_THREADS = _int(-1, 1024)
-_PRIO = _int(-1, 3, -1, 2)
-_PRIO_POS = _int(0, 3, 0, 2)
-_BIT = _int(0, 1)
-_LAYERS = _int(-2, 100_000, -1, 100_000, words=("auto", "all"))
-_COUNT = _int(0, INT32[1], 0, 100_000)
+_PROB = float_rule(0.0, 1.0)
+_NONNEG_FLOAT = float_rule(0.0, 3.4e38, 0.0, 1e6)
+_THREADS = int_rule(-1, 1024)
+_PRIO = int_rule(-1, 3, -1, 2)
+_PRIO_POS = int_rule(0, 3, 0, 2)
+_BIT = int_rule(0, 1)
+_LAYERS = int_rule(-2, 100_000, -1, 100_000, words=("auto", "all"))
+_COUNT = int_rule(0, INT32[1], 0, 100_000)
 _CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
 _SAMPLER_NAMES = ("dry", "top_k", "top_p", "top_n_sigma", "typ_p", "min_p", "temperature",
                   "xtc", "infill", "penalties", "adaptive_p")  # fmt: skip
@@ -229,33 +71,33 @@ _TENSOR_ITEM = r"[^=,]{1,256}=[A-Za-z0-9_:+\-]{1,64}"
 
 OVERRIDES: dict[str, Check] = {
     # context, memory, batching (class D)
-    "--ctx-size": _int(0, INT32[1], 0, MAX_CTX),
-    "--kv-unified-per-slot": _int(0, INT32[1], 0, MAX_CTX),
-    "--predict": _int(-1, INT32[1], -1, MAX_CTX),
-    "--batch-size": _int(1, 65536),
-    "--ubatch-size": _int(1, 65536),
-    "--parallel": _int(-1, 4096, 1, 64, exclude=(0,)),
-    "--ctx-checkpoints": _int(0, INT32[1], 0, 256),
-    "--checkpoint-min-step": _int(0, INT32[1], 0, MAX_CTX),
-    "--cache-ram": _int(-1, INT32[1], 0, MAX_CACHE_RAM_MIB),
-    "--keep": _int(-1, INT32[1], -1, MAX_CTX),
-    "--yarn-orig-ctx": _int(0, INT32[1], 0, MAX_CTX),
-    "--fit-ctx": _int(0, INT32[1], 0, MAX_CTX),
-    "--fit-target": ListRule(_int(0, INT32[1], 0, 1_048_576), what="target"),
-    "--image-min-tokens": _int(0, INT32[1], 0, MAX_CTX),
-    "--image-max-tokens": _int(0, INT32[1], 0, MAX_CTX),
-    "--mtmd-batch-max-tokens": _int(0, INT32[1], 0, MAX_CTX),
+    "--ctx-size": int_rule(0, INT32[1], 0, MAX_CTX),
+    "--kv-unified-per-slot": int_rule(0, INT32[1], 0, MAX_CTX),
+    "--predict": int_rule(-1, INT32[1], -1, MAX_CTX),
+    "--batch-size": int_rule(1, 65536),
+    "--ubatch-size": int_rule(1, 65536),
+    "--parallel": int_rule(-1, 4096, 1, 64, exclude=(0,)),
+    "--ctx-checkpoints": int_rule(0, INT32[1], 0, 256),
+    "--checkpoint-min-step": int_rule(0, INT32[1], 0, MAX_CTX),
+    "--cache-ram": int_rule(-1, INT32[1], 0, MAX_CACHE_RAM_MIB),
+    "--keep": int_rule(-1, INT32[1], -1, MAX_CTX),
+    "--yarn-orig-ctx": int_rule(0, INT32[1], 0, MAX_CTX),
+    "--fit-ctx": int_rule(0, INT32[1], 0, MAX_CTX),
+    "--fit-target": ListRule(int_rule(0, INT32[1], 0, 1_048_576), what="target"),
+    "--image-min-tokens": int_rule(0, INT32[1], 0, MAX_CTX),
+    "--image-max-tokens": int_rule(0, INT32[1], 0, MAX_CTX),
+    "--mtmd-batch-max-tokens": int_rule(0, INT32[1], 0, MAX_CTX),
     # CPU scheduling
     "--threads": _THREADS,
     "--threads-batch": _THREADS,
-    "--threads-http": _int(-1, 1024, -1, 256),
+    "--threads-http": int_rule(-1, 1024, -1, 256),
     "--spec-draft-threads": _THREADS,
     "--spec-draft-threads-batch": _THREADS,
     "--prio": _PRIO,
     "--prio-batch": _PRIO_POS,
     "--spec-draft-prio": _PRIO_POS,
     "--spec-draft-prio-batch": _PRIO_POS,
-    "--poll": _int(0, 100, 0, 50),
+    "--poll": int_rule(0, 100, 0, 50),
     "--poll-batch": _BIT,
     "--spec-draft-poll": _BIT,
     "--spec-draft-poll-batch": _BIT,
@@ -268,11 +110,11 @@ OVERRIDES: dict[str, Check] = {
     # placement and loading
     "--gpu-layers": _LAYERS,
     "--spec-draft-ngl": _LAYERS,
-    "--main-gpu": _int(-1, 1024, 0, 1024),
+    "--main-gpu": int_rule(-1, 1024, 0, 1024),
     "--n-cpu-moe": _COUNT,
     "--n-cpu-ffn": _COUNT,
     "--spec-draft-n-cpu-moe": _COUNT,
-    "--tensor-split": ListRule(_float(0.0, 1e6), sep="[,/]", what="proportion"),
+    "--tensor-split": ListRule(float_rule(0.0, 1e6), sep="[,/]", what="proportion"),
     "--device": TextRule(256, _DEVICES, "none or comma-separated device names"),
     "--spec-draft-device": TextRule(256, _DEVICES, "none or comma-separated device names"),
     "--mmproj-device": TextRule(64, _DEVICE, "none or one device name"),
@@ -285,36 +127,36 @@ OVERRIDES: dict[str, Check] = {
     "--load-mode": EnumRule(
         ("auto", "none", "mmap", "mlock", "mmap+mlock", "dio"), ("mlock", "mmap+mlock")
     ),
-    "--flash-attn": _truthy(auto=True),
-    "--reasoning": _truthy(auto=True),
-    "--log-colors": _truthy(auto=True),
-    "--fit": _truthy(auto=False),
+    "--flash-attn": truthy_rule(auto=True),
+    "--reasoning": truthy_rule(auto=True),
+    "--log-colors": truthy_rule(auto=True),
+    "--fit": truthy_rule(auto=False),
     "--numa": EnumRule(("distribute", "isolate", "numactl")),
     "--verbosity": Explained(
-        _int(3, 5), "below 3 llama-server hides the line the pool waits for to see it is ready"
+        int_rule(3, 5), "below 3 llama-server hides the line the pool waits for to see it is ready"
     ),
     # sampling (class E)
-    "--seed": _int(-1, 2**32 - 1),
-    "--temp": _float(0.0, 3.4e38, 0.0, 100.0),
-    "--top-k": _int(0, INT32[1], 0, 1_000_000),
+    "--seed": int_rule(-1, 2**32 - 1),
+    "--temp": float_rule(0.0, 3.4e38, 0.0, 100.0),
+    "--top-k": int_rule(0, INT32[1], 0, 1_000_000),
     "--top-p": _PROB,
     "--min-p": _PROB,
     "--typical": _PROB,
     "--xtc-probability": _PROB,
     "--xtc-threshold": _PROB,
-    "--top-nsigma": _float(-1.0, 3.4e38, -1.0, 1000.0),
-    "--repeat-last-n": _int(-1, INT32[1], -1, MAX_CTX),
-    "--repeat-penalty": _float(0.0, 3.4e38, 0.0, 100.0),
-    "--presence-penalty": _float(-3.4e38, 3.4e38, -100.0, 100.0),
-    "--frequency-penalty": _float(-3.4e38, 3.4e38, -100.0, 100.0),
+    "--top-nsigma": float_rule(-1.0, 3.4e38, -1.0, 1000.0),
+    "--repeat-last-n": int_rule(-1, INT32[1], -1, MAX_CTX),
+    "--repeat-penalty": float_rule(0.0, 3.4e38, 0.0, 100.0),
+    "--presence-penalty": float_rule(-3.4e38, 3.4e38, -100.0, 100.0),
+    "--frequency-penalty": float_rule(-3.4e38, 3.4e38, -100.0, 100.0),
     "--dry-multiplier": _NONNEG_FLOAT,
     "--dry-base": _NONNEG_FLOAT,
-    "--dry-allowed-length": _int(0, INT32[1], 0, MAX_CTX),
-    "--dry-penalty-last-n": _int(-1, INT32[1], -1, MAX_CTX),
+    "--dry-allowed-length": int_rule(0, INT32[1], 0, MAX_CTX),
+    "--dry-penalty-last-n": int_rule(-1, INT32[1], -1, MAX_CTX),
     "--dry-sequence-breaker": TextRule(256),
     "--dynatemp-range": _NONNEG_FLOAT,
     "--dynatemp-exp": _NONNEG_FLOAT,
-    "--mirostat": _int(0, 2),
+    "--mirostat": int_rule(0, 2),
     "--mirostat-lr": _NONNEG_FLOAT,
     "--mirostat-ent": _NONNEG_FLOAT,
     "--logit-bias": TextRule(
@@ -332,12 +174,12 @@ OVERRIDES: dict[str, Check] = {
     "--spec-draft-type-k": EnumRule(_CACHE_TYPES),
     "--spec-draft-type-v": EnumRule(_CACHE_TYPES),
     "--slot-prompt-similarity": _PROB,
-    "--defrag-thold": _float(-1.0, 1.0),
-    "--rope-scale": _float(0.0, 3.4e38, 0.0, 1024.0),
-    "--rope-freq-base": _float(0.0, 3.4e38, 0.0, 1e10),
-    "--rope-freq-scale": _float(0.0, 3.4e38, 0.0, 1024.0),
-    "--video-fps": _float(0.0, 3.4e38, 0.0, 240.0),
-    "--cache-reuse": _int(0, INT32[1], 0, MAX_CTX),
+    "--defrag-thold": float_rule(-1.0, 1.0),
+    "--rope-scale": float_rule(0.0, 3.4e38, 0.0, 1024.0),
+    "--rope-freq-base": float_rule(0.0, 3.4e38, 0.0, 1e10),
+    "--rope-freq-scale": float_rule(0.0, 3.4e38, 0.0, 1024.0),
+    "--video-fps": float_rule(0.0, 3.4e38, 0.0, 240.0),
+    "--cache-reuse": int_rule(0, INT32[1], 0, MAX_CTX),
     # chat, reasoning, constrained output
     "--chat-template": TextRule(LONG_TEXT_CAP),
     "--chat-template-kwargs": TextRule(LONG_TEXT_CAP, json_kind=dict),
@@ -347,20 +189,20 @@ OVERRIDES: dict[str, Check] = {
         4096, re.compile(f"{_KV_ITEM}(,{_KV_ITEM})*"), "KEY=TYPE:VALUE,... (int|float|bool|str)"
     ),
     "--reasoning-effort": TextRule(32, re.compile(r"[A-Za-z0-9_-]{1,32}"), "a word like high"),
-    "--reasoning-budget": _int(-1, INT32[1], -1, MAX_CTX),
+    "--reasoning-budget": int_rule(-1, INT32[1], -1, MAX_CTX),
     "--reasoning-budget-message": TextRule(1024),
     # speculative decoding
-    "--spec-draft-n-max": _int(0, INT32[1], 0, 256),
-    "--spec-draft-n-min": _int(0, INT32[1], 0, 256),
+    "--spec-draft-n-max": int_rule(0, INT32[1], 0, 256),
+    "--spec-draft-n-min": int_rule(0, INT32[1], 0, 256),
     "--spec-draft-p-split": _PROB,
     "--spec-draft-p-min": _PROB,
-    "--spec-synth-len": _float(0.0, 3.4e38, 0.0, 1024.0),
+    "--spec-synth-len": float_rule(0.0, 3.4e38, 0.0, 1024.0),
     "--spec-synth-rates": ListRule(_PROB, what="rate"),
-    "--control-vector-layer-range": _int(-1, INT32[1], -1, 100_000),
+    "--control-vector-layer-range": int_rule(-1, INT32[1], -1, 100_000),
 }
 
-_GENERIC_INT = _int(INT32[0], INT32[1], *UNTRUSTED_INT)
-_GENERIC_FLOAT = _float(-3.4e38, 3.4e38, *UNTRUSTED_FLOAT)
+_GENERIC_INT = int_rule(INT32[0], INT32[1], *UNTRUSTED_INT)
+_GENERIC_FLOAT = float_rule(-3.4e38, 3.4e38, *UNTRUSTED_FLOAT)
 _TSV_RANGE = re.compile(r"(-?[0-9]+)\.\.(-?[0-9]+)")
 _TSV_SET = re.compile(r"-?[0-9]+(,-?[0-9]+)*")
 _TSV_MIN = re.compile(r">=(-?[0-9]+)")
@@ -370,12 +212,12 @@ def _int_from_tsv(spec: FlagSpec) -> Check:
     """Integer range from the TSV's enum column (``0..1024``, ``0,1``, ``>=1``)."""
     text = spec.enum_values.replace(" ", "")
     if m := _TSV_RANGE.fullmatch(text):
-        return _int(int(m.group(1)), int(m.group(2)))
+        return int_rule(int(m.group(1)), int(m.group(2)))
     if _TSV_SET.fullmatch(text):
         nums = [int(x) for x in text.split(",")]
-        return _int(min(nums), max(nums))
+        return int_rule(min(nums), max(nums))
     if m := _TSV_MIN.fullmatch(text):
-        return _int(int(m.group(1)), INT32[1], int(m.group(1)), UNTRUSTED_INT[1])
+        return int_rule(int(m.group(1)), INT32[1], int(m.group(1)), UNTRUSTED_INT[1])
     return _GENERIC_INT
 
 
@@ -395,7 +237,7 @@ def _by_kind(spec: FlagSpec) -> Check | None:
     if kind == "enum":
         words = _enum_words(spec)
         if "also" in spec.enum_values:
-            return _truthy(auto="auto" in words)
+            return truthy_rule(auto="auto" in words)
         return EnumRule(words)
     if kind == "enum-list":
         return ListRule(EnumRule(_enum_words(spec)))
