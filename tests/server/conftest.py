@@ -3,20 +3,25 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from server_fakes import FakePool, FakeUpstream, start_fake_upstream
+from server_fakes import (
+    AppFactory,
+    DaemonFactory,
+    FakePool,
+    FakeUpstream,
+    ThreadDaemon,
+    start_fake_upstream,
+)
 
 from llamasc.config import ModelCatalog, ModelEntry
-from llamasc.config.settings import Settings, settings_from_sources
-from llamasc.server import Daemon, LlamascApp, create_app
+from llamasc.config.settings import settings_from_sources
+from llamasc.server import LlamascApp, create_app
 
 
 @pytest.fixture(scope="session")
@@ -30,9 +35,6 @@ def fake_upstream(fake_llama_server_bin: Path) -> Iterator[FakeUpstream]:
 @pytest.fixture
 def fake_pool(fake_upstream: FakeUpstream) -> FakePool:
     return FakePool(fake_upstream.base_url, ["m1", "m2"])
-
-
-AppFactory = Callable[..., LlamascApp]
 
 
 @pytest.fixture
@@ -58,51 +60,6 @@ async def client(make_app: AppFactory) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=make_app())
     async with httpx.AsyncClient(transport=transport, base_url="http://llamasc") as c:
         yield c
-
-
-class ThreadDaemon:
-    """A real daemon (uvicorn, the real Pool, real children) serving from a thread."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.ready = threading.Event()
-        self.daemon = Daemon(settings, on_ready=lambda info: self.ready.set())
-        self.url = self.daemon.url
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="llamasc-daemon", daemon=True)
-        self.thread.start()
-        if not self.ready.wait(30):
-            raise AssertionError(f"the daemon did not start: {self.error!r}")
-
-    def _run(self) -> None:
-        try:
-            with asyncio.Runner(loop_factory=self.daemon.uv_config.get_loop_factory()) as r:
-                r.run(self.daemon.serve())
-        except BaseException as exc:
-            self.error = exc
-            self.ready.set()
-
-    def sidecars(self) -> list[dict[str, Any]]:
-        data = httpx.get(self.url + "/sidecars", timeout=10).json()
-        return list(data["sidecars"])
-
-    def stop(self, timeout: float = 30) -> None:
-        self.daemon.stop()
-        self.thread.join(timeout)
-        assert not self.thread.is_alive(), "the daemon did not stop"
-
-
-DaemonFactory = Callable[..., ThreadDaemon]
-
-
-def chat(model: str | None = "m1", max_tokens: int = 3, **extra: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "messages": [{"role": "user", "content": "Say something."}],
-        "max_tokens": max_tokens,
-        **extra,
-    }
-    if model is not None:
-        body["model"] = model
-    return body
 
 
 @pytest.fixture

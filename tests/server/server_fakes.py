@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import socket
 import subprocess
+import threading
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from llamasc.config.settings import Settings
 from llamasc.errors import LlamascError, NotFoundError, UnknownModelError
+from llamasc.server import Daemon
+
+if TYPE_CHECKING:
+    from llamasc.server import LlamascApp
 
 
 def free_port() -> int:
@@ -170,3 +177,49 @@ class FakePool:
 
     def logs(self, key_prefix: str, n: int = 200) -> list[str]:
         return [f"line {i}" for i in range(n)][-n:]
+
+
+class ThreadDaemon:
+    """A real daemon (uvicorn, the real Pool, real children) serving from a thread."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.ready = threading.Event()
+        self.daemon = Daemon(settings, on_ready=lambda info: self.ready.set())
+        self.url = self.daemon.url
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="llamasc-daemon", daemon=True)
+        self.thread.start()
+        if not self.ready.wait(30):
+            raise AssertionError(f"the daemon did not start: {self.error!r}")
+
+    def _run(self) -> None:
+        try:
+            with asyncio.Runner(loop_factory=self.daemon.uv_config.get_loop_factory()) as r:
+                r.run(self.daemon.serve())
+        except BaseException as exc:
+            self.error = exc
+            self.ready.set()
+
+    def sidecars(self) -> list[dict[str, Any]]:
+        data = httpx.get(self.url + "/sidecars", timeout=10).json()
+        return list(data["sidecars"])
+
+    def stop(self, timeout: float = 30) -> None:
+        self.daemon.stop()
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the daemon did not stop"
+
+
+def chat(model: str | None = "m1", max_tokens: int = 3, **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "messages": [{"role": "user", "content": "Say something."}],
+        "max_tokens": max_tokens,
+        **extra,
+    }
+    if model is not None:
+        body["model"] = model
+    return body
+
+
+AppFactory = Callable[..., "LlamascApp"]
+DaemonFactory = Callable[..., ThreadDaemon]

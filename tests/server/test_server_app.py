@@ -8,8 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import AppFactory, chat
-from server_fakes import FakePool
+from server_fakes import AppFactory, FakePool, chat
 
 from llamasc.errors import (
     CapacityError,
@@ -65,12 +64,8 @@ async def test_other_completion_routes(client: httpx.AsyncClient, path: str) -> 
     assert r.status_code == 200, r.text
 
 
-async def test_header_model_wins_over_body(
-    client: httpx.AsyncClient, fake_pool: FakePool
-) -> None:
-    r = await client.post(
-        "/v1/chat/completions", json=chat("m1"), headers={"X-Model-Id": "m2"}
-    )
+async def test_header_model_wins_over_body(client: httpx.AsyncClient, fake_pool: FakePool) -> None:
+    r = await client.post("/v1/chat/completions", json=chat("m1"), headers={"X-Model-Id": "m2"})
     assert r.status_code == 200
     assert fake_pool.leases == [("m2", ())]
 
@@ -224,9 +219,7 @@ async def test_draining_daemon_refuses_new_requests(
     assert fake_pool.leases == []
 
 
-async def test_health_models_and_sidecars(
-    client: httpx.AsyncClient, fake_pool: FakePool
-) -> None:
+async def test_health_models_and_sidecars(client: httpx.AsyncClient, fake_pool: FakePool) -> None:
     await client.post("/v1/chat/completions", json=chat("m1"), headers={"X-Agent-Flags": "-c 64"})
     health = (await client.get("/health")).json()
     assert health["status"] == "ok"
@@ -266,7 +259,9 @@ async def test_sidecar_logs_and_stop(client: httpx.AsyncClient, fake_pool: FakeP
     assert [s["hash"] for s in stopped] == [key]
     assert_envelope(await client.delete(f"/sidecars/{key[:10]}"), 404, "not_found")
     assert_envelope(await client.delete("/sidecars"), 400, "invalid_request")
-    assert_envelope(await client.delete("/sidecars", params={"model": "zz"}), 404, "model_not_found")
+    assert_envelope(
+        await client.delete("/sidecars", params={"model": "zz"}), 404, "model_not_found"
+    )
     gone = (await client.delete("/sidecars", params={"model": "m2"})).json()["stopped"]
     assert [s["model"] for s in gone] == ["m2"]
     assert (await client.delete("/sidecars", params={"all": "1"})).json()["stopped"] == []

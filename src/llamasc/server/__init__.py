@@ -12,7 +12,7 @@ is an OpenAI-shaped envelope with a ``source`` of ``"llamasc"`` or ``"upstream"`
 """
 
 from llamasc.server.app import LlamascApp, create_app
-from llamasc.server.daemon import ServeInfo, run
+from llamasc.server.daemon import Daemon, ServeInfo, run
 from llamasc.server.state import LlamaServerInfo
 
-__all__ = ["LlamaServerInfo", "LlamascApp", "ServeInfo", "create_app", "run"]
+__all__ = ["Daemon", "LlamaServerInfo", "LlamascApp", "ServeInfo", "create_app", "run"]

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import uvicorn
 
@@ -28,6 +29,9 @@ from llamasc.errors import ConfigError, FlagError
 from llamasc.flags import DEFAULT_BASE_ARGS, FlagPolicy, fix_legacy_base_args, validate_flags
 from llamasc.server.app import LlamascApp, create_app
 from llamasc.server.state import LlamaServerInfo
+
+if TYPE_CHECKING:
+    from llamasc.pool.child import Launcher
 
 log = logging.getLogger(__name__)
 
@@ -182,56 +186,83 @@ def _uvicorn_config(app: LlamascApp, settings: Settings) -> uvicorn.Config:
     )
 
 
+class Daemon:
+    """A daemon built and bound, not yet serving: ``serve()`` in a loop, ``stop()`` from
+    anywhere (tests run one in a thread; :func:`run` runs one in the main thread)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        on_ready: Callable[[ServeInfo], None] | None = None,
+        launcher: Launcher | None = None,
+    ) -> None:
+        from llamasc.pool.config import PoolConfig
+        from llamasc.pool.pool import Pool
+
+        check_bind_security(settings)
+        binary = find_llama_server(settings.llama_server_bin, os.environ)
+        catalog = build_catalog(settings)
+        base_args, notes = resolve_base_args(settings)
+        policy = build_policy(settings)
+        info = LlamaServerInfo(path=binary, version=probe_version(binary))
+        log.info("llama-server %s (%s)", binary, info.version)
+        config = PoolConfig(
+            max_sidecars=settings.max_sidecars,
+            port_range=settings.port_range,
+            queue_timeout=settings.queue_timeout,
+            health_timeout=settings.health_timeout,
+            health_interval=settings.health_interval,
+            stop_grace=settings.stop_grace,
+            state_file=settings.resolved_state_file,
+            log_dir=settings.resolved_log_dir,
+        )
+        self.pool = Pool(config, catalog, binary, base_args, launcher=launcher)
+        self.app = create_app(
+            settings, self.pool, catalog=catalog, llama_server=info, policy=policy
+        )
+        self.sock = listen_socket(settings)
+        self.info = ServeInfo(_url(self.sock), catalog.ids(), info, base_args, notes)
+        self._on_ready = on_ready
+        self.uv_config = _uvicorn_config(self.app, settings)
+        self.server = _Server(self.uv_config, self.app, self._started)
+
+    @property
+    def url(self) -> str:
+        return self.info.url
+
+    def _started(self) -> None:
+        log.info("serving %s at %s/v1", ", ".join(self.info.models), self.info.url)
+        if self._on_ready is not None:
+            self._on_ready(self.info)
+
+    async def serve(self) -> None:
+        """Serve until stopped, then stop every child (also after a forced exit)."""
+        try:
+            await self.app.llamasc.startup()  # before serving: a failure is one clear error
+            await self.server.serve(sockets=[self.sock])
+        finally:
+            await self.app.llamasc.shutdown()
+            self.sock.close()
+
+    def stop(self) -> None:
+        """Begin a graceful shutdown, as SIGTERM would (safe from another thread)."""
+        self.app.llamasc.draining = True
+        self.server.should_exit = True
+
+
 def run(settings: Settings, *, on_ready: Callable[[ServeInfo], None] | None = None) -> None:
     """Serve until SIGINT/SIGTERM, then stop every child. Raises LlamascError on bad setup."""
-    from llamasc.pool.config import PoolConfig
-    from llamasc.pool.pool import Pool
-
-    check_bind_security(settings)
-    binary = find_llama_server(settings.llama_server_bin, os.environ)
-    catalog = build_catalog(settings)
-    base_args, notes = resolve_base_args(settings)
-    policy = build_policy(settings)
-    info = LlamaServerInfo(path=binary, version=probe_version(binary))
-    log.info("llama-server %s (%s)", binary, info.version)
-    config = PoolConfig(
-        max_sidecars=settings.max_sidecars,
-        port_range=settings.port_range,
-        queue_timeout=settings.queue_timeout,
-        health_timeout=settings.health_timeout,
-        health_interval=settings.health_interval,
-        stop_grace=settings.stop_grace,
-        state_file=settings.resolved_state_file,
-        log_dir=settings.resolved_log_dir,
-    )
-    pool = Pool(config, catalog, binary, base_args)
-    app = create_app(settings, pool, catalog=catalog, llama_server=info, policy=policy)
-    sock = listen_socket(settings)
-    serve_info = ServeInfo(_url(sock), catalog.ids(), info, base_args, notes)
-
-    def started() -> None:
-        log.info("serving %s at %s/v1", ", ".join(serve_info.models), serve_info.url)
-        if on_ready is not None:
-            on_ready(serve_info)
-
-    uv_config = _uvicorn_config(app, settings)
-    server = _Server(uv_config, app, started)
-
-    async def main() -> None:
-        try:
-            await app.llamasc.startup()  # before serving, so a failure is one clear error
-            await server.serve(sockets=[sock])
-        finally:
-            await app.llamasc.shutdown()  # also when uvicorn skipped lifespan shutdown
-
+    daemon = Daemon(settings, on_ready=on_ready)
     try:
-        with asyncio.Runner(loop_factory=uv_config.get_loop_factory()) as runner:
-            runner.run(main())
+        with asyncio.Runner(loop_factory=daemon.uv_config.get_loop_factory()) as runner:
+            runner.run(daemon.serve())
     finally:
-        sock.close()
+        daemon.sock.close()
 
 
 __all__ = [
+    "Daemon",
     "ServeInfo",
     "build_catalog",
     "build_policy",
