@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import stat
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -87,7 +86,7 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
+def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """Clear llamasc/llama-sidecar environment variables and give the test its own home."""
     for var in (
         "LLAMA_SERVER_BIN",
@@ -105,4 +104,4 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Pa
     ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("LLAMASC_HOME", str(tmp_path / "home"))
-    yield tmp_path
+    return tmp_path
