@@ -1,0 +1,229 @@
+"""The relay against scripted upstreams that misbehave on purpose: stale keep-alive
+connections, a crash after the request arrived, a body cut short; and the timings parser."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from hypothesis import given
+from hypothesis import strategies as st
+from server_fakes import AppFactory, FakePool, chat
+
+from llamasc.server.relay import find_timings
+
+pytestmark = pytest.mark.anyio
+
+_BODY = json.dumps({"object": "chat.completion", "timings": {"predicted_n": 1}}).encode()
+_OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
+    len(_BODY),
+    _BODY,
+)
+
+
+class Scripted:
+    """An upstream whose ``n``-th request on each connection gets ``script[n]``:
+    "ok", "drop" (read the request, close without answering), "short" (promise 100
+    bytes, send 10, close) or "sse-cut" (two SSE events, then close mid-stream)."""
+
+    def __init__(self, script: list[str]) -> None:
+        self.script = script
+        self.requests = 0
+        self.connections = 0
+        self.server: asyncio.Server | None = None
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            for action in self.script:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
+                await reader.readexactly(length)
+                self.requests += 1
+                if action == "ok":
+                    writer.write(_OK)
+                    await writer.drain()
+                    continue
+                if action == "short":
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
+                elif action == "sse-cut":
+                    writer.write(
+                        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                        b"Transfer-Encoding: chunked\r\n\r\n"
+                    )
+                    for n in (1, 2):
+                        event = b'data: {"n": %d}\n\n' % n
+                        writer.write(b"%x\r\n%s\r\n" % (len(event), event))
+                await writer.drain()
+                break  # "drop" and the cut answers end the connection
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def __aenter__(self) -> str:
+        self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
+        port = self.server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+
+
+async def _client(app: Any) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://llamasc")
+
+
+async def test_stale_keepalive_is_retried_once_on_a_fresh_connection(
+    make_app: AppFactory,
+) -> None:
+    up = Scripted(["ok", "drop"])  # every connection dies on its second request
+    async with up as url:
+        app = make_app(FakePool(url, ["m1"]))
+        async with await _client(app) as c:
+            for _ in range(4):
+                r = await c.post("/v1/chat/completions", json=chat("m1"))
+                assert r.status_code == 200, r.text
+    # 1: new A ok; 2: reuses A, dropped, retried on new B; 3: new C ok (the retry's own
+    # connection is not kept); 4: reuses C, dropped, retried on new D
+    assert up.requests == 6
+    assert up.connections == 4
+
+
+async def test_failure_after_a_fresh_send_is_502_not_replayed(make_app: AppFactory) -> None:
+    up = Scripted(["drop"])
+    async with up as url:
+        app = make_app(FakePool(url, ["m1"]))
+        async with await _client(app) as c:
+            r = await c.post("/v1/chat/completions", json=chat("m1"))
+    assert r.status_code == 502
+    err = r.json()["error"]
+    assert err["source"] == "upstream"
+    assert err["code"] == "upstream_failed"
+    assert up.requests == 1
+
+
+async def test_upstream_refusing_connections_is_502(make_app: AppFactory) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nobody listens here once closed
+    app = make_app(FakePool(f"http://127.0.0.1:{port}", ["m1"]))
+    async with await _client(app) as c:
+        r = await c.post("/v1/chat/completions", json=chat("m1"))
+    assert r.status_code == 502
+    assert r.json()["error"]["source"] == "upstream"
+
+
+async def test_sse_cut_short_ends_with_an_error_event(make_app: AppFactory) -> None:
+    up = Scripted(["sse-cut"])
+    async with up as url:
+        app = make_app(FakePool(url, ["m1"]))
+        async with await _client(app) as c:
+            r = await c.post("/v1/chat/completions", json=chat("m1", stream=True))
+    assert r.status_code == 200
+    events = [ln[6:] for ln in r.text.split("\n") if ln.startswith("data: ")]
+    assert [json.loads(e) for e in events[:2]] == [{"n": 1}, {"n": 2}]
+    assert json.loads(events[2])["error"]["source"] == "upstream"
+    assert len(events) == 3  # no [DONE]
+
+
+@pytest.fixture
+def uvicorn_app() -> Iterator[Any]:
+    """Serve an app with real uvicorn in a thread; yields a function app -> base URL."""
+    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
+
+    def serve(app: Any) -> str:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        config = uvicorn.Config(app, lifespan="off", log_config=None, access_log=False)
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=lambda: asyncio.run(server.serve([sock])), daemon=True)
+        thread.start()
+        servers.append((server, thread))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+    yield serve
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture
+def short_upstream() -> Iterator[str]:
+    """The "short" upstream in its own thread (the daemon's loop lives in another)."""
+    up = Scripted(["short"])
+    ready = threading.Event()
+    holder: dict[str, Any] = {}
+
+    async def main() -> None:
+        async with up as url:
+            holder["url"] = url
+            holder["stop"] = asyncio.Event()
+            ready.set()
+            await holder["stop"].wait()
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    yield holder["url"]
+    loop.call_soon_threadsafe(holder["stop"].set)
+    thread.join(10)
+    loop.close()
+
+
+def test_non_stream_body_cut_short_breaks_the_client_connection(
+    short_upstream: str, uvicorn_app: Any
+) -> None:
+    from llamasc.config import ModelCatalog, ModelEntry
+    from llamasc.config.settings import settings_from_sources
+    from llamasc.server import create_app
+
+    pool = FakePool(short_upstream, ["m1"])
+    catalog = ModelCatalog.of([ModelEntry("m1", Path("m1.gguf"))])
+    app = create_app(settings_from_sources(env={}), pool, catalog=catalog)
+    url = uvicorn_app(app)
+    # a truncated body must not pass for a complete one
+    with pytest.raises(httpx.RemoteProtocolError):
+        httpx.post(url + "/v1/chat/completions", json=chat("m1"), timeout=10)
+
+
+@pytest.mark.parametrize(
+    ("before", "last", "expected"),
+    [
+        (b"", b'{"id":"x","timings":{"predicted_n":3}}', {"predicted_n": 3}),
+        (b'data: {"timings": {"prompt_n"', b": 5}}\n\ndata: [DONE]\n\n", {"prompt_n": 5}),
+        (b"", b'{"choices": []}', None),
+        (b"", b'{"timings": [1, 2]}', None),
+        (b"", b'{"timings": {"broken', None),
+        (b"", b"", None),
+    ],
+)
+def test_find_timings(before: bytes, last: bytes, expected: dict[str, Any] | None) -> None:
+    assert find_timings(before, last) == expected
+
+
+@given(
+    timings=st.dictionaries(st.text(max_size=8), st.integers() | st.floats(allow_nan=False)),
+    pad=st.binary(max_size=40000),
+    cut=st.integers(min_value=0, max_value=200),
+)
+def test_find_timings_reads_the_last_object_wherever_the_chunks_split(
+    timings: dict[str, Any], pad: bytes, cut: int
+) -> None:
+    body = pad + b'{"x": 1, "timings": ' + json.dumps(timings).encode() + b"}\n\n"
+    cut = min(cut, len(body))
+    assert find_timings(body[: len(body) - cut], body[len(body) - cut :]) == timings
