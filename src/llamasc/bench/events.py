@@ -7,10 +7,23 @@ from typing import Any
 
 
 @dataclass(frozen=True)
+class Prepared:
+    """Models resolved, results file opened: what the user should know before it runs."""
+
+    models: tuple[tuple[str, tuple[str, ...]], ...]  # (model id, production flags dropped)
+    skipped_models: tuple[tuple[str, str], ...]  # (model id, why it cannot be benched)
+    moved_aside: str | None
+    host_os: str
+
+
+@dataclass(frozen=True)
 class SweepStarted:
     total: int  # requests to measure now
     skipped: int  # requests already in the results file
     cells: int
+    reaped: tuple[str, ...] = ()
+    torn_tail_bytes: int = 0
+    changed_flags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -45,7 +58,15 @@ class RequestDone:
     record: dict[str, Any]
 
 
-Event = SweepStarted | CellStarting | CellSkipped | CellUnsupported | CellFinished | RequestDone
+Event = (
+    Prepared
+    | SweepStarted
+    | CellStarting
+    | CellSkipped
+    | CellUnsupported
+    | CellFinished
+    | RequestDone
+)
 
 __all__ = [
     "CellFinished",
@@ -53,6 +74,7 @@ __all__ = [
     "CellStarting",
     "CellUnsupported",
     "Event",
+    "Prepared",
     "RequestDone",
     "SweepStarted",
 ]

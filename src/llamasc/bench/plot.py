@@ -13,7 +13,9 @@ from llamasc.errors import ConfigError
 def plot_speedup(rows: Sequence[ArmRow], out: Path) -> Path:
     """Draw a grouped bar chart of speedups (baseline = 1.0) and save it to ``out``."""
     if importlib.util.find_spec("matplotlib") is None:
-        raise ConfigError("--plot needs matplotlib: pip install 'llamasc[plot]'")
+        raise ConfigError(
+            "--plot needs matplotlib: pip install matplotlib (the llamasc 'plot' extra)"
+        )
     import matplotlib
 
     matplotlib.use("Agg")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from llamasc.bench.arms import Arm, build_arms
-from llamasc.bench.events import Event
+from llamasc.bench.events import Event, Prepared
 from llamasc.bench.llamaswap import SwapConfig, parse_llama_swap
 from llamasc.bench.models import BenchModel, parse_model_option
 from llamasc.bench.prompts import Prompt, load_prompts
@@ -202,6 +202,15 @@ def run_bench(
         )
         store = ResultStore(opts.output)
         moved = store.move_aside() if opts.fresh else None
+        if on_event is not None:
+            on_event(
+                Prepared(
+                    models=tuple((m.id, m.dropped) for m in models),
+                    skipped_models=tuple(skipped.items()),
+                    moved_aside=str(moved) if moved else None,
+                    host_os=launcher.os_name,
+                )
+            )
         summary = run_sweep(config, launcher, store, on_event=on_event)
     finally:
         if own:

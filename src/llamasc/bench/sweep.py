@@ -259,7 +259,16 @@ class Sweep:
         cells = self.plan(records)
         total = sum(len(c.pending) for c in cells)
         self.summary.skipped = sum(c.done for c in cells)
-        self.on_event(SweepStarted(total=total, skipped=self.summary.skipped, cells=len(cells)))
+        self.on_event(
+            SweepStarted(
+                total=total,
+                skipped=self.summary.skipped,
+                cells=len(cells),
+                reaped=tuple(self.summary.reaped),
+                torn_tail_bytes=self.summary.torn_tail_bytes,
+                changed_flags=tuple(self.summary.changed_flags),
+            )
+        )
         with start_blocking_portal("asyncio") as portal:
             for cell in cells:
                 if not cell.pending:

@@ -36,6 +36,20 @@ def _csv(values: list[str] | None) -> list[str]:
     return out
 
 
+def _note(message: str, *, markup: bool = True) -> None:
+    """One line on stderr, never wrapped (so it stays greppable)."""
+    from llamasc.cli._output import err_console
+
+    err_console().print(message, highlight=False, soft_wrap=True, markup=markup)
+
+
+def esc(text: object) -> str:
+    """Text shown inside rich markup (model ids, errors) must not be read as markup."""
+    from rich.markup import escape
+
+    return escape(str(text))
+
+
 class _ProgressView:
     """Turns sweep events into a rich progress bar and a few status lines."""
 
@@ -47,7 +61,10 @@ class _ProgressView:
         from llamasc.bench import events as ev
 
         p = self.progress
-        if isinstance(event, ev.SweepStarted):
+        if isinstance(event, ev.Prepared):
+            self._prepared(event)
+        elif isinstance(event, ev.SweepStarted):
+            self._started(event)
             self.task = p.add_task("starting", total=event.total or 1)
             if event.skipped:
                 p.console.print(f"resuming: {event.skipped} request(s) already measured")
@@ -61,18 +78,42 @@ class _ProgressView:
             rec = event.record
             p.update(self.task, advance=1, description=f"{rec['model']} / {rec['arm']}")
             if rec.get("status") != "ok":
-                p.console.print(
-                    f"[yellow]{rec['model']} / {rec['arm']} {rec['prompt_id']}#{rec['rep']}: "
-                    f"{rec.get('error')}[/]",
-                    highlight=False,
+                _note(
+                    f"{rec['model']} / {rec['arm']} {rec['prompt_id']}#{rec['rep']}: "
+                    f"{rec.get('error')}",
+                    markup=False,
                 )
         elif isinstance(event, ev.CellUnsupported):
-            p.console.print(
-                f"[yellow]{event.model} / {event.arm}: unsupported[/] ({event.error})",
-                highlight=False,
-            )
+            where = f"{esc(event.model)} / {esc(event.arm)}"
+            _note(f"[yellow]{where}: unsupported[/] ({esc(event.error)})")
         elif isinstance(event, ev.CellFinished) and event.error:
-            p.console.print(f"[red]{event.model} / {event.arm}: {event.error}[/]", highlight=False)
+            _note(f"[red]{esc(event.model)} / {esc(event.arm)}: {esc(event.error)}[/]")
+
+    def _prepared(self, event: Any) -> None:
+        if event.moved_aside:
+            _note(f"--fresh: the old results were moved to {event.moved_aside}", markup=False)
+        for mid, why in event.skipped_models:
+            _note(f"[yellow]skipped model[/] {esc(mid)}: {esc(why)}")
+        for mid, dropped in event.models:
+            if dropped:
+                _note(
+                    f"{mid}: bench-owned production flags replaced: {' '.join(dropped)}",
+                    markup=False,
+                )
+
+    def _started(self, event: Any) -> None:
+        if event.torn_tail_bytes:
+            _note(
+                f"[yellow]warning:[/] dropped a torn last line ({event.torn_tail_bytes} bytes) "
+                "left by an interrupted run"
+            )
+        for name in event.reaped:
+            _note(f"[yellow]stopped[/] a llama-server an earlier bench left running ({name})")
+        if event.changed_flags:
+            _note(
+                "[yellow]warning:[/] flags changed since these were measured (--fresh to "
+                f"remeasure): {esc(', '.join(event.changed_flags))}"
+            )
 
 
 def _print_outcome(outcome: BenchOutcome) -> None:
@@ -253,40 +294,7 @@ def bench(
             outcome = run_bench(opts, on_event=_ProgressView(progress))
     finally:
         signal.signal(signal.SIGTERM, previous)
-    _report_notes(outcome)
     _print_outcome(outcome)
-
-
-def _report_notes(outcome: BenchOutcome) -> None:
-    from llamasc.cli._output import err_console
-
-    err = err_console()
-    s = outcome.summary
-    if outcome.moved_aside:
-        err.print(f"--fresh: the old results were moved to {outcome.moved_aside}", highlight=False)
-    if s.torn_tail_bytes:
-        err.print(
-            f"[yellow]warning:[/] dropped a torn last line ({s.torn_tail_bytes} bytes) of an "
-            "interrupted run",
-            highlight=False,
-        )
-    for name in s.reaped:
-        err.print(f"[yellow]cleaned up[/] a server left running by an earlier bench: {name}")
-    for mid, why in outcome.skipped_models.items():
-        err.print(f"[yellow]skipped model[/] {mid}: {why}", highlight=False)
-    for m in outcome.models:
-        if m.dropped:
-            err.print(
-                f"{m.id}: production flags owned by the bench were replaced: {' '.join(m.dropped)}",
-                highlight=False,
-                markup=False,
-            )
-    if s.changed_flags:
-        err.print(
-            "[yellow]warning:[/] flags changed since these were measured (use --fresh to "
-            f"remeasure): {', '.join(s.changed_flags)}",
-            highlight=False,
-        )
 
 
 def _table(rows: list[ArmRow], title: str) -> Any:
@@ -298,14 +306,19 @@ def _table(rows: list[ArmRow], title: str) -> Any:
     table = Table(title=title, title_justify="left")
     numeric = {"n", "decode tok/s", "speedup", "accept", "prompt tok/s", "TTFT ms", "E2E s"}
     for col in columns:
-        table.add_column(col, justify="right" if col in numeric else "left")
+        if col == "status":
+            table.add_column(col, overflow="fold", min_width=8)
+        else:
+            table.add_column(col, justify="right" if col in numeric else "left", no_wrap=True)
     last_model = None
     for row in rows:
         if last_model is not None and row.model != last_model:
             table.add_section()
         last_model = row.model
         style = "yellow" if row.status != "ok" else None
-        table.add_row(*table_cells(row, columns), style=style)
+        cells = table_cells(row, columns)
+        cells[-1] = row.status if not row.errors else f"{row.status} ({row.errors} errors)"
+        table.add_row(*cells, style=style)
     return table
 
 
@@ -330,35 +343,40 @@ def report(
 ) -> None:
     """Per model: decode tok/s per arm (median ± spread), speedup, acceptance, TTFT."""
     from llamasc.bench import RENDERERS, read_records, summarize
-    from llamasc.cli._output import console, err_console
+    from llamasc.cli._output import console
     from llamasc.errors import ConfigError
 
     if fmt not in ("table", *RENDERERS):
         raise ConfigError(f"--format must be table, md, csv or json, got {fmt!r}")
     loaded = read_records(results)
     if loaded.torn_tail:
-        err_console().print(
+        _note(
             f"[yellow]warning:[/] {results}: ignoring a torn last line "
-            f"({len(loaded.torn_tail)} bytes) from an interrupted run",
-            highlight=False,
+            f"({len(loaded.torn_tail)} bytes) from an interrupted run"
         )
     if loaded.bad_lines:
         lines = ", ".join(map(str, loaded.bad_lines[:10]))
-        err_console().print(
-            f"[yellow]warning:[/] {results}: ignoring unreadable line(s) {lines}", highlight=False
-        )
+        _note(f"[yellow]warning:[/] {results}: ignoring unreadable line(s) {lines}")
     rows = summarize(loaded.records, baseline=baseline, by_category=by_category)
     if not rows:
         raise ConfigError(f"{results}: no bench records")
     if fmt == "table":
         console().print(_table(rows, f"llamasc bench: {results.name}"))
+        for row in rows:
+            if row.status != "ok" and row.error:
+                console().print(
+                    f"{row.model} / {row.arm}: {row.error}",
+                    highlight=False,
+                    markup=False,
+                    soft_wrap=True,
+                )
     else:
         typer.echo(RENDERERS[fmt](rows), nl=False)
     if plot is not None:
         from llamasc.bench.plot import plot_speedup
 
         out = plot_speedup(rows, plot)
-        err_console().print(f"plot written to {out}", highlight=False)
+        _note(f"plot written to {out}", markup=False)
 
 
 __all__ = ["app"]
