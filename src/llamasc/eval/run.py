@@ -109,13 +109,11 @@ class _Asker:
         opts: EvalOptions,
         reporter: Reporter,
     ) -> None:
-        self.spec, self.store, self.client, self.opts, self.reporter = (
-            spec,
-            store,
-            client,
-            opts,
-            reporter,
-        )
+        self.spec = spec
+        self.store = store
+        self.client = client
+        self.opts = opts
+        self.reporter = reporter
         self.exec_gate = asyncio.Semaphore(opts.exec_concurrency or default_exec_concurrency())
         self.records: dict[str, dict[str, Any]] = {}
 
