@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from eval_test_helpers import DATA, free_port, lines_of
 
-from llamasc.errors import DaemonUnreachableError, UpstreamError
+from llamasc.errors import DaemonUnreachableError, FlagError, UpstreamError
 from llamasc.eval import EvalOptions, Reporter, evaluate, load_items, select
 
 pytestmark = pytest.mark.anyio
@@ -115,3 +115,14 @@ async def test_flags_on_a_plain_server_are_a_label_and_say_so(
     assert any("not a llamasc daemon" in w for w in warnings)
     plain = await evaluate("gsm8k", items, options(server.url, tmp_path))
     assert plain.asked == 2  # a different flag set is a different run
+
+
+async def test_a_flag_typo_is_refused_before_any_question(
+    fake_llama_server_bin: Path, start_server, tmp_path: Path
+) -> None:
+    server = start_server(fake_llama_server_bin, "fake.gguf")
+    items = load_items("gsm8k", DATA / "gsm8k_small.jsonl")[:2]
+    with pytest.raises(FlagError) as err:
+        await evaluate("gsm8k", items, options(server.url, tmp_path, flags="--cache-tpye-k q8_0"))
+    assert "did you mean '--cache-type-k'" in " ".join(err.value.details)
+    assert not (tmp_path / "gsm8k").exists()

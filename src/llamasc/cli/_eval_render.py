@@ -42,6 +42,8 @@ def progress() -> Iterator[Reporter]:
     current: list[Any] = []
 
     def start(label: str, total: int, done: int) -> None:
+        if not current:
+            progress.start()  # lazily: a run that fails before asking prints no empty bar
         current[:] = [progress.add_task(label, total=total, completed=done)]
 
     def advance() -> None:
@@ -51,8 +53,11 @@ def progress() -> Iterator[Reporter]:
     def warn(message: str) -> None:
         progress.console.print(f"[yellow]warning:[/] {message}", highlight=False, markup=True)
 
-    with progress:
+    try:
         yield Reporter(start=start, advance=advance, warn=warn)
+    finally:
+        if current:
+            progress.stop()
 
 
 def render_run(result: RunResult) -> None:

@@ -81,13 +81,18 @@ class RunResult:
     corrupt_lines: list[int]
 
 
-def canonical_flags(flags: str | None) -> tuple[str, ...]:
-    """The canonical form of a flag string (the resume key must not care about spelling)."""
+def canonical_flags(flags: str | None, *, untrusted: bool = False) -> tuple[str, ...]:
+    """The validated canonical form of a flag string (the resume key must not care about
+    spelling, and a typo must not become a silent label). ``untrusted`` applies the policy a
+    llamasc daemon applies to X-Agent-Flags, so a refusal shows before the first question."""
     if not flags or not flags.strip():
         return ()
-    from llamasc.flags import canonicalize, parse_flag_input
+    from llamasc.flags import FlagPolicy, parse_flag_input, validate_flags
 
-    return tuple(canonicalize(parse_flag_input(flags)))
+    policy = FlagPolicy.untrusted() if untrusted else FlagPolicy.operator()
+    verdict = validate_flags(parse_flag_input(flags), policy)
+    verdict.raise_for_problems()
+    return tuple(verdict.canonical)
 
 
 class _ServerGone(LlamascError):
@@ -137,7 +142,8 @@ class _Asker:
                 seed=sampling["seed"],
             )
         except UpstreamError as exc:
-            if http_status(exc) not in _PER_QUESTION_STATUSES:
+            # a daemon refusing the flags answers 400 too, but for every question alike
+            if http_status(exc) not in _PER_QUESTION_STATUSES or "flags" in str(exc):
                 raise _ServerGone(str(exc)) from None
             completion = None
             fields = grading.grade_error(item, str(exc))
@@ -200,7 +206,7 @@ async def evaluate(
     reporter = reporter or Reporter()
     info = await probe(opts.endpoint, opts.api_key)
     model = resolve_model(info, opts.model)
-    flags = canonical_flags(opts.flags)
+    flags = canonical_flags(opts.flags, untrusted=info.is_llamasc)
     if flags and not info.is_llamasc:
         reporter.warn(
             f"{info.base_url} is not a llamasc daemon: --flags are recorded as a label only "
