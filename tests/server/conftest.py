@@ -16,6 +16,7 @@ from server_fakes import (
     FakePool,
     FakeUpstream,
     ThreadDaemon,
+    free_port_range,
     start_fake_upstream,
 )
 
@@ -75,14 +76,12 @@ def daemon_factory(
     model_map.write_text(json.dumps(models))
 
     def make(file_data: dict[str, Any] | None = None, **cli: Any) -> ThreadDaemon:
-        from server_fakes import free_port
-
-        lo = free_port()
+        lo, hi = free_port_range()
         values: dict[str, Any] = {
             "llama_server_bin": str(fake_llama_server_bin),
             "model_map_file": str(model_map),
             "bind": "127.0.0.1:0",
-            "port_range": f"{lo}-{lo + 40}",
+            "port_range": f"{lo}-{hi}",
             "base_args": '["-c", "512"]',
             "home": str(tmp_path / "home"),
             "health_interval": "0.5",

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from server_fakes import DaemonFactory, chat, free_port, http_ok, wait_until
+from server_fakes import DaemonFactory, chat, free_port, free_port_range, http_ok, wait_until
 
 from llamasc.process.reaper import ChildRecord
 
@@ -228,7 +228,7 @@ def test_restart_reaps_leftovers_and_nothing_else(
 def test_port_in_use_is_skipped(daemon_factory: DaemonFactory) -> None:
     import socket
 
-    lo = free_port()
+    lo, _ = free_port_range()
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", lo))
         busy.listen()
@@ -247,7 +247,7 @@ def test_kill_9_of_daemon_leaves_no_child(
     model = tmp_path / "m1.gguf"
     model.write_bytes(b"GGUF")
     (tmp_path / "map.json").write_text(json.dumps({"m1": str(model)}))
-    port, lo = free_port(), free_port()
+    port, (lo, _) = free_port(), free_port_range()
     env = {
         **os.environ,
         "LLAMA_SERVER_BIN": str(fake_llama_server_bin),
