@@ -400,13 +400,16 @@ class Sweep:
         raise AssertionError("unreachable")
 
     def _alive(self, server: RunningServer) -> bool:
-        deadline = time.monotonic() + 10.0
+        """After a failed request: is the server still there (reconnecting if need be)?"""
+        deadline = time.monotonic() + 15.0
         while time.monotonic() < deadline:
             try:
-                if self.launcher.alive(server):
-                    return True
+                state = self.launcher.alive(server)
             except RemoteError as exc:  # reconnecting failed; give it the deadline
                 log.warning("health check failed: %s", exc)
+                state = None
+            if state is not None:
+                return state
             time.sleep(0.5)
         return False
 

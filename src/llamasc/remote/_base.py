@@ -82,15 +82,9 @@ class RemoteLauncher(ABC):
         """Learn the PIDs of a server that is up."""
 
     @abstractmethod
-    def _kill(self, server: RunningServer) -> None:
-        """Stop the process (and its task/group) and wait until it is gone."""
-
-    @abstractmethod
-    def _gpu_pids(self) -> list[int] | None:
-        """PIDs holding GPU memory, or None when the host has no nvidia-smi."""
-
-    @abstractmethod
-    def _remove_workdir(self, server: RunningServer) -> None: ...
+    def _stop_process(self, server: RunningServer) -> None:
+        """Stop the process (and its task/group), confirm it is gone and its VRAM freed,
+        remove the launch directory."""
 
     @abstractmethod
     def _reap_one(self, launch_id: str, meta: dict[str, Any]) -> bool:
@@ -199,35 +193,18 @@ class RemoteLauncher(ABC):
             raise
         return server
 
-    def alive(self, server: RunningServer) -> bool:
-        return bool(server.base_url) and http_health(server.base_url)
+    def alive(self, server: RunningServer) -> bool | None:
+        if server.base_url and http_health(server.base_url):
+            return True
+        if self._exit_code(server) is not None:
+            return False  # the wrapper recorded the server's exit status
+        return None
 
     def stop(self, server: RunningServer) -> None:
         if server.forward is not None:
             server.forward.close()
             server.forward = None
-        self._kill(server)
-        self._wait_vram_freed(server)
-        try:
-            self._remove_workdir(server)
-        except LlamascError as exc:  # leftovers are cleaned by the next reap
-            log.warning("could not remove %s on %s: %s", server.workdir, self.host, exc)
-
-    def _wait_vram_freed(self, server: RunningServer) -> None:
-        pids = {p for p in (server.pid, server.pgid) if p}
-        if not pids:
-            return
-        deadline = time.monotonic() + self.vram_timeout
-        while True:
-            holders = self._gpu_pids()
-            if holders is None or not pids.intersection(holders):
-                return
-            if time.monotonic() >= deadline:
-                raise RemoteError(
-                    f"llama-server pid {sorted(pids)} on {self.host} still holds GPU memory "
-                    f"{self.vram_timeout:.0f}s after it was stopped"
-                )
-            time.sleep(0.5)
+        self._stop_process(server)
 
     def reap_stale(self) -> list[str]:
         cleaned: list[str] = []

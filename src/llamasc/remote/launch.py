@@ -69,7 +69,9 @@ class Launcher(Protocol):
         (with the log tail), ReadinessTimeoutError on timeout; nothing is left running."""
         ...
 
-    def alive(self, server: RunningServer) -> bool: ...
+    def alive(self, server: RunningServer) -> bool | None:
+        """True: answers /health. False: the process is gone. None: cannot tell yet."""
+        ...
 
     def read_text(self, path: str) -> str:
         """A (small) text file on the host, e.g. a llama-swap config."""

@@ -176,11 +176,11 @@ class LocalLauncher:
     def environ(self) -> dict[str, str]:
         return dict(os.environ)
 
-    def alive(self, server: RunningServer) -> bool:
+    def alive(self, server: RunningServer) -> bool | None:
         proc = server.extra.get("proc")
         if isinstance(proc, subprocess.Popen) and proc.poll() is not None:
             return False
-        return http_health(server.base_url)
+        return True if http_health(server.base_url) else None
 
     def stop(self, server: RunningServer) -> None:
         proc = server.extra.get("proc")

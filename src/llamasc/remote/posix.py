@@ -18,7 +18,6 @@ from llamasc.remote.launch import (
     LaunchSpec,
     RunningServer,
     env_lines,
-    parse_pid_column,
     server_argv,
 )
 from llamasc.remote.quoting import posix_join
@@ -51,18 +50,40 @@ def start_script(spec: LaunchSpec, server: RunningServer) -> str:
     return "\n".join(lines)
 
 
-def alive_command(pids: list[int]) -> str:
-    """Prints the PIDs that still run (zombies count as gone: PID 1 may not reap them)."""
-    plist = " ".join(str(p) for p in pids)
-    return (
-        f"for p in {plist}; do if kill -0 $p 2>/dev/null; then "
-        's=$(cut -d" " -f3 /proc/$p/stat 2>/dev/null); [ "$s" = Z ] || echo $p; fi; done; true'
-    )
+def stop_script(server: RunningServer, *, term_s: float, kill_s: float, vram_s: float) -> str:
+    """One shell command: SIGTERM the group, wait (escalating to SIGKILL), wait for the GPU
+    memory to be released where nvidia-smi exists, then remove the launch directory.
 
-
-def _signal_command(sig: str, pgid: int, pids: list[int]) -> str:
+    Prints ``escalated`` if SIGKILL was needed and ``gone`` at the end; exits 4 if the
+    process survived SIGKILL, 5 if it still holds GPU memory.
+    """
+    pids = [p for p in (server.pid, server.pgid) if p]
     plist = " ".join(str(p) for p in pids)
-    return f"kill -{sig} -- -{pgid} 2>/dev/null; kill -{sig} {plist} 2>/dev/null; true"
+    grep = " ".join(f"-e {p}" for p in pids) or "-e NONE"
+    group = f"kill -TERM -- -{server.pgid} 2>/dev/null; " if server.pgid else ""
+    kgroup = f"kill -KILL -- -{server.pgid} 2>/dev/null; " if server.pgid else ""
+    term_ticks, kill_ticks, vram_ticks = int(term_s * 10), int(kill_s * 10), int(vram_s * 2)
+    lines = [
+        f"pids='{plist}'",
+        # zombies count as gone: the host's PID 1 may never reap them
+        "alive() { for p in $pids; do if kill -0 $p 2>/dev/null; then "
+        "s=$(cut -d' ' -f3 /proc/$p/stat 2>/dev/null); [ \"$s\" = Z ] || return 0; fi; done; "
+        "return 1; }",
+        "wait_gone() { i=0; while alive; do [ $i -ge $1 ] && return 1; sleep 0.1; "
+        "i=$((i+1)); done; return 0; }",
+        f'{group}[ -n "$pids" ] && kill -TERM $pids 2>/dev/null',
+        f"if ! wait_gone {term_ticks}; then echo escalated; {kgroup}kill -KILL $pids 2>/dev/null; "
+        f"wait_gone {kill_ticks} || {{ echo survived; exit 4; }}; fi",
+        'if [ -n "$pids" ] && command -v nvidia-smi >/dev/null 2>&1; then j=0; '
+        "while nvidia-smi --query-compute-apps=pid --format=csv,noheader 2>/dev/null "
+        f"| cut -d, -f1 | tr -d ' ' | grep -qx {grep}; do "
+        f"[ $j -ge {vram_ticks} ] && {{ echo vram-busy; exit 5; }}; "
+        "sleep 0.5; j=$((j+1)); done; fi",
+    ]
+    if server.launch_id and server.workdir.endswith(server.launch_id):
+        lines.append(f"rm -rf -- {q([server.workdir])}")
+    lines.append("echo gone")
+    return "\n".join(lines)
 
 
 class PosixLauncher(RemoteLauncher):
@@ -120,13 +141,7 @@ class PosixLauncher(RemoteLauncher):
         server.pgid = self._read_int(server, "pgid")
         server.pid = self._read_int(server, "pid")
 
-    def _alive(self, pids: list[int]) -> list[int]:
-        if not pids:
-            return []
-        res = self.run(alive_command(pids))
-        return [int(tok) for tok in res.stdout.split() if tok.isdigit()]
-
-    def _kill(self, server: RunningServer) -> None:
+    def _stop_process(self, server: RunningServer) -> None:
         # The wrapper writes pgid first thing; give a just-started one a moment to do it.
         deadline = time.monotonic() + 5.0
         while server.pgid is None and time.monotonic() < deadline:
@@ -135,38 +150,31 @@ class PosixLauncher(RemoteLauncher):
                 time.sleep(0.1)
         if server.pid is None:
             server.pid = self._read_int(server, "pid")
-        pids = [p for p in (server.pid, server.pgid) if p]
         if server.pgid is None:
             log.warning("no process group recorded for %s on %s", server.launch_id, self.host)
-            return
-        self.run(_signal_command("TERM", server.pgid, pids))
-        if self._wait_gone(pids, self.stop_timeout):
-            return
-        log.warning("llama-server %s on %s ignored SIGTERM; killing it", pids, self.host)
-        self.run(_signal_command("KILL", server.pgid, pids))
-        if not self._wait_gone(pids, 10.0):
-            raise RemoteError(f"llama-server {pids} on {self.host} is still running after SIGKILL")
-
-    def _wait_gone(self, pids: list[int], timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while self._alive(pids):
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.1)
-        return True
-
-    def _gpu_pids(self) -> list[int] | None:
-        res = self.run(
-            "command -v nvidia-smi >/dev/null 2>&1 || exit 3; "
-            "nvidia-smi --query-compute-apps=pid --format=csv,noheader"
+        # One round trip: each SSH command can cost a shell start-up (rc files) on the host.
+        script = stop_script(
+            server, term_s=self.stop_timeout, kill_s=10.0, vram_s=self.vram_timeout
         )
-        if res.exit_code == 3 or not res.ok:
-            return None
-        return parse_pid_column(res.stdout)
-
-    def _remove_workdir(self, server: RunningServer) -> None:
-        if server.launch_id and server.workdir.endswith(server.launch_id):
-            self.run(f"rm -rf -- {q([server.workdir])}")
+        timeout = self.stop_timeout + 10.0 + self.vram_timeout + 30.0
+        res = self.run(script, timeout=timeout)
+        said = res.stdout.split()
+        if "escalated" in said:
+            log.warning("llama-server %s on %s ignored SIGTERM; killed it", server.pid, self.host)
+        if res.exit_code == 4:
+            raise RemoteError(
+                f"llama-server pid {server.pid} on {self.host} is still running after SIGKILL"
+            )
+        if res.exit_code == 5:
+            raise RemoteError(
+                f"llama-server pid {server.pid} on {self.host} still holds GPU memory "
+                f"{self.vram_timeout:.0f}s after it was stopped"
+            )
+        if "gone" not in said:
+            raise RemoteError(
+                f"stopping llama-server on {self.host} failed (exit {res.exit_code}): "
+                f"{res.output.strip()[:200]}"
+            )
 
     def _reap_one(self, launch_id: str, meta: dict[str, Any]) -> bool:
         workdir = self.join(self.base_dir(), launch_id)
@@ -190,9 +198,10 @@ class PosixLauncher(RemoteLauncher):
             server.pgid = self._read_int(server, "pgid")
             server.pid = self._read_int(server, "pid")
             log.warning("stopping llama-server %s left running on %s", ours, self.host)
-            self._kill(server)
-        self._remove_workdir(server)
+        else:
+            server.pgid = server.pid = None  # stale numbers: signal nothing
+        self._stop_process(server)
         return found
 
 
-__all__ = ["PosixLauncher", "alive_command", "start_script"]
+__all__ = ["PosixLauncher", "start_script", "stop_script"]

@@ -21,7 +21,7 @@ import ntpath
 import time
 from typing import Any
 
-from llamasc.errors import RemoteError
+from llamasc.errors import LlamascError, RemoteError
 from llamasc.remote._base import RemoteLauncher
 from llamasc.remote.launch import (
     LaunchSpec,
@@ -183,6 +183,29 @@ class WindowsLauncher(RemoteLauncher):
 
     def _is_alive(self, pid: int) -> bool:
         return self._ps(process_alive_script(pid)) == "alive"
+
+    def _stop_process(self, server: RunningServer) -> None:
+        self._kill(server)
+        self._wait_vram_freed(server)
+        try:
+            self._remove_workdir(server)
+        except LlamascError as exc:  # leftovers are cleaned by the next reap
+            log.warning("could not remove %s on %s: %s", server.workdir, self.host, exc)
+
+    def _wait_vram_freed(self, server: RunningServer) -> None:
+        if server.pid is None:
+            return
+        deadline = time.monotonic() + self.vram_timeout
+        while True:
+            holders = self._gpu_pids()
+            if holders is None or server.pid not in holders:
+                return
+            if time.monotonic() >= deadline:
+                raise RemoteError(
+                    f"llama-server pid {server.pid} on {self.host} still holds GPU memory "
+                    f"{self.vram_timeout:.0f}s after it was stopped"
+                )
+            time.sleep(0.5)
 
     def _kill(self, server: RunningServer) -> None:
         pid = server.pid
