@@ -28,7 +28,14 @@ def daemon_request(
     """One call to the daemon's admin API; its errors become LlamascError (one red line)."""
     import httpx
 
-    from llamasc.errors import AuthError, DaemonUnreachableError, LlamascError, NotFoundError
+    from llamasc.errors import (
+        AuthError,
+        DaemonUnreachableError,
+        LlamascError,
+        NotFoundError,
+        RequestError,
+        UnknownModelError,
+    )
 
     base = daemon.rstrip("/")
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -53,13 +60,18 @@ def daemon_request(
     except ValueError:
         data = None
     if resp.status_code >= 400:
-        message = f"the daemon answered {resp.status_code}"
+        message, code = f"the daemon answered {resp.status_code}", ""
         if isinstance(data, dict) and isinstance(data.get("error"), dict):
             message = str(data["error"].get("message") or message)
+            code = str(data["error"].get("code") or "")
         if resp.status_code == 401:
             raise AuthError(f"{message} (pass --api-key or set LLAMASC_API_KEY)")
+        if code == "model_not_found":
+            raise UnknownModelError(message)
         if resp.status_code == 404:
             raise NotFoundError(message)
+        if resp.status_code == 400:
+            raise RequestError(message)
         raise LlamascError(message)
     if not isinstance(data, dict):
         raise DaemonUnreachableError(f"{base} does not answer like a llamasc daemon")
