@@ -18,7 +18,8 @@ order, every layer the host allows, then ``exec``s ``prog.py``:
 6. A Python audit hook: no sockets, no ctypes, no os.system/exec/spawn/subprocess; and when
    Landlock is not there, no writes outside the work directory (best effort: in-process only).
 
-The layers applied are written as one JSON line to the result descriptor; ``ok`` follows when
+The layers applied are written as one JSON line to the report file (outside the work
+directory, opened before the lockdown); ``ok`` follows when
 the program ran to its end, so a program that exits early with status 0 is not a pass.
 """
 
@@ -281,7 +282,8 @@ def _reap(pid: int) -> int:
 
 def main() -> int:
     cfg: dict[str, Any] = json.loads(sys.argv[1])
-    report = int(cfg["report_fd"])
+    # opened before any lockdown: the locked-down program could not open it any more
+    report = os.open(cfg["report_path"], os.O_WRONLY | os.O_APPEND)
     workdir = os.getcwd()
     layers: list[str] = []
     with open("prog.py", encoding="utf-8") as fh:

@@ -119,7 +119,6 @@ async def run_program(program: str, limits: SandboxLimits | None = None) -> Exec
     limits = limits or SandboxLimits()
     base = Path(tempfile.mkdtemp(prefix="llamasc-sbx-"))
     start = time.perf_counter()
-    read_fd, write_fd = os.pipe()
     try:
         work = base / "work"
         work.mkdir()
@@ -129,8 +128,12 @@ async def run_program(program: str, limits: SandboxLimits | None = None) -> Exec
             os.chmod(base, 0o711)  # noqa: S103 - search only: the child needs to reach work/
             os.chown(work, NOBODY, NOBODY)
             os.chmod(work / "prog.py", 0o644)
+        report_path = base / "report.txt"
+        report_path.write_bytes(b"")
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            os.chmod(report_path, 0o600)  # opened by the child while still root
         config = {
-            "report_fd": write_fd,
+            "report_path": str(report_path),
             "cpu_seconds": limits.cpu_seconds,
             "memory_bytes": limits.memory_bytes,
             "fsize_bytes": limits.fsize_bytes,
@@ -153,10 +156,7 @@ async def run_program(program: str, limits: SandboxLimits | None = None) -> Exec
                 cwd=work,
                 env=_minimal_env(work),
                 start_new_session=True,
-                pass_fds=(write_fd,),
             )
-            os.close(write_fd)
-            write_fd = -1
             timed_out = False
             try:
                 rc: int | None = await asyncio.wait_for(proc.wait(), limits.timeout_s)
@@ -169,11 +169,7 @@ async def run_program(program: str, limits: SandboxLimits | None = None) -> Exec
                 await asyncio.shield(proc.wait())
                 raise
             _kill_group(proc.pid)  # stragglers that outlived the program
-        os.set_blocking(read_fd, False)
-        report = b""
-        with contextlib.suppress(BlockingIOError):
-            while chunk := os.read(read_fd, 65536):
-                report += chunk
+        report = report_path.read_bytes()[:65536]
         with out_path.open("rb") as fh:
             fh.seek(max(0, out_path.stat().st_size - 4096))
             tail = fh.read().decode("utf-8", errors="replace")
@@ -189,9 +185,6 @@ async def run_program(program: str, limits: SandboxLimits | None = None) -> Exec
             layers=layers,
         )
     finally:
-        os.close(read_fd)
-        if write_fd >= 0:
-            os.close(write_fd)
         shutil.rmtree(base, ignore_errors=True)
 
 
