@@ -44,6 +44,7 @@ class CellUnsupported:
     model: str
     arm: str
     error: str
+    abandoned: int = 0  # planned requests that will not be measured
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class CellFinished:
     model: str
     arm: str
     error: str | None = None
+    abandoned: int = 0  # planned requests left unmeasured (measured on the next run)
 
 
 @dataclass(frozen=True)

@@ -107,7 +107,8 @@ class Cell:
     binary: str
     build: str
     pending: list[tuple[Prompt, int]] = field(default_factory=list)
-    done: int = 0
+    done: int = 0  # measured by earlier runs
+    finished: int = 0  # pending requests answered (ok or error) in this run
 
 
 @dataclass
@@ -211,8 +212,8 @@ class Sweep:
                 if old is not None and old != list(self.config.server_flags(model, arm)):
                     self.summary.changed_flags.append(f"{model.id}/{arm.name}")
                 if self._key(cell, ARM_MARKER_PROMPT, -1) in done:
-                    cell.done = len(self.config.prompts) * self.config.reps
-                    cells.append(cell)
+                    self.summary.unsupported.append(f"{model.id}/{arm.name}")
+                    cells.append(cell)  # recorded as unsupported before: nothing to do
                     continue
                 for rep in range(self.config.reps):
                     for prompt in self.config.prompts:
@@ -246,8 +247,10 @@ class Sweep:
             "max_tokens": cfg.max_tokens,
         }
 
-    def _write(self, record: dict[str, Any]) -> None:
+    def _write(self, record: dict[str, Any], cell: Cell | None = None) -> None:
         self.store.append(record)
+        if cell is not None:
+            cell.finished += 1
 
     # -- running ---------------------------------------------------------------------------
 
@@ -286,10 +289,9 @@ class Sweep:
         )
 
     def _run_cell(self, cell: Cell, portal: BlockingPortal) -> None:
-        label = f"{cell.model.id}/{cell.arm.name}"
-        self.on_event(
-            CellStarting(model=cell.model.id, arm=cell.arm.name, requests=len(cell.pending))
-        )
+        model, arm = cell.model.id, cell.arm.name
+        label = f"{model}/{arm}"
+        self.on_event(CellStarting(model=model, arm=arm, requests=len(cell.pending)))
         try:
             server = self.launcher.start(self._spec(cell), timeout=self.config.start_timeout)
         except SpawnError as exc:
@@ -312,7 +314,9 @@ class Sweep:
             return
         except ReadinessTimeoutError as exc:
             self.summary.failed_cells.append(label)
-            self.on_event(CellFinished(model=cell.model.id, arm=cell.arm.name, error=exc.message))
+            self.on_event(
+                CellFinished(model=model, arm=arm, error=exc.message, abandoned=len(cell.pending))
+            )
             return
         error: str | None = None
         try:
@@ -323,7 +327,11 @@ class Sweep:
         finally:
             with _Deferred():
                 self.launcher.stop(server)
-        self.on_event(CellFinished(model=cell.model.id, arm=cell.arm.name, error=error))
+        self.on_event(
+            CellFinished(
+                model=model, arm=arm, error=error, abandoned=len(cell.pending) - cell.finished
+            )
+        )
 
     def _measure_cell(self, cell: Cell, server: RunningServer, portal: BlockingPortal) -> None:
         from llamasc.client import ChatClient
@@ -353,7 +361,7 @@ class Sweep:
                     done = self._request(client, prompt, server, portal)
                 except (UpstreamError, DaemonUnreachableError) as exc:
                     record.update(status="error", error=exc.message)
-                    self._write(record)
+                    self._write(record, cell)
                     self.summary.errors += 1
                     self.on_event(RequestDone(record=record))
                     continue
@@ -367,7 +375,7 @@ class Sweep:
                     e2e_s=done.elapsed_s,
                     output_chars=len(done.text),
                 )
-                self._write(record)
+                self._write(record, cell)
                 self.summary.measured += 1
                 self.on_event(RequestDone(record=record))
         finally:

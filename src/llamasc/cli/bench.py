@@ -86,8 +86,11 @@ class _ProgressView:
         elif isinstance(event, ev.CellUnsupported):
             where = f"{esc(event.model)} / {esc(event.arm)}"
             _note(f"[yellow]{where}: unsupported[/] ({esc(event.error)})")
-        elif isinstance(event, ev.CellFinished) and event.error:
-            _note(f"[red]{esc(event.model)} / {esc(event.arm)}: {esc(event.error)}[/]")
+            p.update(self.task, advance=event.abandoned)
+        elif isinstance(event, ev.CellFinished):
+            p.update(self.task, advance=event.abandoned)
+            if event.error:
+                _note(f"[red]{esc(event.model)} / {esc(event.arm)}: {esc(event.error)}[/]")
 
     def _prepared(self, event: Any) -> None:
         if event.moved_aside:
