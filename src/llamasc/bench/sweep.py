@@ -152,8 +152,8 @@ class _Deferred:
             raise KeyboardInterrupt
 
 
-class _ServerLost(Exception):
-    pass
+class _CellFailed(Exception):
+    """The server of a cell died or could not serve at all: the cell ends, the sweep goes on."""
 
 
 def _now() -> str:
@@ -321,7 +321,7 @@ class Sweep:
         error: str | None = None
         try:
             self._measure_cell(cell, server, portal)
-        except _ServerLost as exc:
+        except _CellFailed as exc:
             error = str(exc)
             self.summary.failed_cells.append(label)
         finally:
@@ -346,7 +346,10 @@ class Sweep:
             build_info = props.get("build_info")
             n_ctx = (props.get("default_generation_settings") or {}).get("n_ctx")
             warm = cell.pending[0][0]
-            self._request(client, warm, server, portal)  # warm-up: discarded
+            try:
+                self._request(client, warm, server, portal)  # warm-up: discarded
+            except (UpstreamError, DaemonUnreachableError) as exc:
+                raise _CellFailed(f"the warm-up request failed: {exc.message}") from exc
             for prompt, rep in cell.pending:
                 record = self._base_record(cell, server)
                 record.update(
@@ -401,7 +404,7 @@ class Sweep:
             except (UpstreamError, DaemonUnreachableError) as exc:
                 alive = self._alive(server)
                 if not alive:
-                    raise _ServerLost(f"llama-server stopped answering: {exc.message}") from exc
+                    raise _CellFailed(f"llama-server stopped answering: {exc.message}") from exc
                 if attempt == 2:
                     raise
                 log.warning("request failed (%s); the server is up, retrying once", exc.message)
