@@ -171,3 +171,34 @@ def test_sweep_through_sshd_with_the_posix_launcher(
     _check_complete_sweep(setup["out"], ALIAS)
     assert wait_no_processes(str(setup["models"])) == []
     assert list(remote_dir.iterdir()) == []  # every launch directory was removed
+
+
+@pytest.mark.sshd
+def test_a_dropped_ssh_connection_mid_sweep_is_survived(
+    setup: dict[str, Path], tmp_path: Path, sshd: SshServer
+) -> None:
+    from llamasc.remote.posix import PosixLauncher
+    from llamasc.remote.ssh import SSHTransport
+
+    transport = SSHTransport(SSHOptions(host=ALIAS, ssh_config=sshd.ssh_config))
+    launcher = PosixLauncher(transport, remote_dir=str(tmp_path / "remote"))
+    drops: list[int] = []
+
+    def drop_now_and_then(event: Event) -> None:
+        if isinstance(event, RequestDone) and len(drops) < 2 and event.record["rep"] == 0:
+            ssh = transport.connect().get_transport()
+            assert ssh is not None
+            ssh.close()  # the link goes down between two requests, the server lives on
+            drops.append(1)
+
+    opts = _opts(
+        setup, fake_server_wrapper(tmp_path / "bin"), host=ALIAS, models=["alpha"], arms=["mtp-off"]
+    )
+    try:
+        outcome = run_bench(opts, on_event=drop_now_and_then, launcher=launcher)
+    finally:
+        transport.close()
+    assert len(drops) == 2
+    assert (outcome.summary.measured, outcome.summary.errors) == (4, 0)
+    assert outcome.summary.failed_cells == []
+    assert wait_no_processes(str(setup["models"])) == []
