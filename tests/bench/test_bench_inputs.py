@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from llamasc.bench.arms import BASELINE_ARM, build_arms, parse_arm_option
 from llamasc.bench.models import parse_model_option, select_models, split_production_flags
@@ -148,3 +150,42 @@ def test_jsonl_prompt_sets(tmp_path: Path) -> None:
 def test_bad_prompt_sets(text: str, message: str) -> None:
     with pytest.raises(DataError, match=message):
         parse_prompts(text, source="p.yaml")
+
+
+# well-formed production flags: (flag, value or None) pairs, as a config would hold them
+PAIRS = st.lists(
+    st.sampled_from(
+        [
+            ("-m", "x.gguf"),
+            ("--model", "y.gguf"),
+            ("--port", "8080"),
+            ("-c", "4096"),
+            ("--ctx-size", "8192"),
+            ("-np", "4"),
+            ("--jinja", None),
+            ("-ngl", "99"),
+            ("--spec-type", "ngram-mod"),
+            ("--spec-default", None),
+            ("--temp", "-1"),
+            ("--future-flag", "v"),
+            ("--api-key", "k"),
+            ("--no-repack", None),
+            ("-fa", "on"),
+        ]
+    ),
+    max_size=10,
+)
+OWNED = {"--port", "-c", "--ctx-size", "-np", "--spec-type", "--spec-default", "--api-key"}
+
+
+@given(PAIRS)
+def test_split_production_flags_keeps_exactly_the_non_owned_pairs(
+    pairs: list[tuple[str, str | None]],
+) -> None:
+    tokens = [t for pair in pairs for t in pair if t is not None]
+    path, kept, dropped = split_production_flags(tokens)
+    models = [v for f, v in pairs if f in ("-m", "--model")]
+    assert path == (models[-1] if models else None)
+    expect_kept = [t for f, v in pairs if f not in OWNED | {"-m", "--model"} for t in (f, v) if t]
+    expect_dropped = [t for f, v in pairs if f in OWNED for t in (f, v) if t]
+    assert (kept, dropped) == (expect_kept, expect_dropped)
