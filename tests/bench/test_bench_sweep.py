@@ -202,3 +202,50 @@ def test_a_dropped_ssh_connection_mid_sweep_is_survived(
     assert (outcome.summary.measured, outcome.summary.errors) == (4, 0)
     assert outcome.summary.failed_cells == []
     assert wait_no_processes(str(setup["models"])) == []
+
+
+def test_models_and_flags_from_a_llama_swap_config(
+    setup: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    binary = fake_server_wrapper(tmp_path / "bin")
+    models = tmp_path / "swap models"  # a space, and (in cmd's double quotes) no '"'
+    models.mkdir()
+    for name in ("alpha", "beta"):
+        (models / f"{name} q4.gguf").write_bytes(b"GGUF")
+    monkeypatch.setenv("BENCH_MODELS", str(models))
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "macros:\n"
+        f"  llama: '{binary}'\n"
+        "  root: ${env.BENCH_MODELS}\n"
+        "models:\n"
+        "  alpha:\n"
+        "    aliases: [a]\n"
+        "    env: [MARKER=from-llama-swap]\n"
+        "    cmd: |\n"
+        '      ${llama} --port ${PORT} -m "${root}/alpha q4.gguf" \\\n'
+        "        # --top-k 40\n"
+        "        --parallel 8 --top-k 20\n"
+        "  beta:\n"
+        '    cmd: ${llama} -m "${root}/beta q4.gguf"\n'
+    )
+    events: list[Event] = []
+    opts = _opts(
+        setup,
+        binary,
+        model_options=[],
+        from_llama_swap=str(config),
+        models=["a"],
+        arms=["mtp-off"],
+        llama_server=None,
+        reps=1,
+    )
+    outcome = run_bench(opts, on_event=events.append)
+    assert [m.id for m in outcome.models] == ["alpha"]
+    prepared = next(e for e in events if isinstance(e, Prepared))
+    assert prepared.models == (("alpha", ("--port", "0", "--parallel", "8")),)
+    ok = ok_records(setup["out"])
+    assert len(ok) == 2
+    assert ok[0]["argv"][0] == str(binary)  # the config's binary, as in production
+    assert ok[0]["flags"][6:] == ["--top-k", "20"]
+    assert wait_no_processes(str(models)) == []

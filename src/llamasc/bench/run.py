@@ -101,19 +101,19 @@ def open_launcher(opts: BenchOptions) -> Launcher:
 
 
 def _read_swap_config(spec: str, launcher: Launcher) -> SwapConfig:
-    import os
-
+    """Read the config here or (``remote:PATH``) on the host. ``${env.NAME}`` comes from the
+    host's environment either way: that is where llama-swap would expand it."""
     if spec.startswith(REMOTE_PREFIX):
         path = spec[len(REMOTE_PREFIX) :]
         text, where = launcher.read_text(path), f"{launcher.host}:{path}"
-        environ = launcher.environ() if "${env." in text else {}
     else:
         local = Path(spec).expanduser()
         try:
             text = local.read_text(encoding="utf-8-sig")
         except OSError as exc:
             raise ConfigError(f"cannot read {local}: {exc.strerror or exc}") from None
-        where, environ = str(local), dict(os.environ)
+        where = str(local)
+    environ = launcher.environ() if "${env." in text else {}
     return parse_llama_swap(
         text, source=where, environ=environ, windows=launcher.os_name == "windows"
     )
