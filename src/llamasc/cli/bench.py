@@ -57,6 +57,10 @@ class _ProgressView:
         self.progress = progress
         self.task: TaskID | None = None
 
+    def close(self) -> None:
+        if self.task is not None:
+            self.progress.stop()
+
     def __call__(self, event: Event) -> None:
         from llamasc.bench import events as ev
 
@@ -65,6 +69,7 @@ class _ProgressView:
             self._prepared(event)
         elif isinstance(event, ev.SweepStarted):
             self._started(event)
+            p.start()  # only now: nothing is drawn for a bench that fails before it starts
             self.task = p.add_task("starting", total=event.total or 1)
             if event.skipped:
                 p.console.print(f"resuming: {event.skipped} request(s) already measured")
@@ -284,18 +289,20 @@ def bench(
     def on_term(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console(),
+        transient=False,
+    )
+    view = _ProgressView(progress)
     previous = signal.signal(signal.SIGTERM, on_term)
     try:
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console(),
-            transient=False,
-        ) as progress:
-            outcome = run_bench(opts, on_event=_ProgressView(progress))
+        outcome = run_bench(opts, on_event=view)
     finally:
+        view.close()
         signal.signal(signal.SIGTERM, previous)
     _print_outcome(outcome)
 
