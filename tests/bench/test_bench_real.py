@@ -103,7 +103,8 @@ def test_real_sweep_over_ssh_and_its_report(bench: RealBench) -> None:
         assert rec["build"]  # from llama-server --version on the host
         assert rec["build_info"]  # from /props
         assert rec["n_ctx"] == 512
-        assert rec["timings"]["predicted_n"] == 16
+        assert 1 < rec["timings"]["predicted_n"] <= 16
+        assert rec["finish_reason"] in ("stop", "length")
         assert rec["timings"]["prompt_n"] > 0  # cache_prompt off: the prompt is processed
         assert 0 < rec["ttft_s"] < rec["e2e_s"]
         assert rec["argv"][rec["argv"].index("--parallel") + 1] == "1"
