@@ -90,7 +90,11 @@ def main(argv: list[str] | None = None) -> None:
     except LlamascError as exc:
         if os.environ.get("LLAMASC_DEBUG") == "1":
             raise
-        err_console().print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
+        from rich.markup import escape
+
+        err_console().print(
+            f"[bold red]error:[/] {escape(exc.message)}", highlight=False, soft_wrap=True
+        )
         for detail in exc.details:
             err_console().print(f"  - {detail}", highlight=False, soft_wrap=True, markup=False)
         sys.exit(exc.exit_code)

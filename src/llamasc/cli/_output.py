@@ -26,6 +26,7 @@ def err_console() -> Console:
 def fail(message: str, exit_code: int = 2) -> None:
     """Print one red line to stderr and exit (for CLI-level usage errors)."""
     import typer
+    from rich.markup import escape
 
-    err_console().print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console().print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(exit_code)
