@@ -182,6 +182,10 @@ def _uvicorn_config(app: LlamascApp, settings: Settings) -> uvicorn.Config:
         http="httptools" if importlib.util.find_spec("httptools") else "h11",
         loop="auto",
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace),
+        # uvicorn's 5 s default closes an agent's idle keep-alive connection between two turns
+        # (a cold start or a swap easily takes longer), and clients that reuse it then see
+        # "server disconnected". 75 s is what nginx and most load balancers use.
+        timeout_keep_alive=75,
         log_level=settings.log_level.lower(),
     )
 
