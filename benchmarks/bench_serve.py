@@ -130,11 +130,11 @@ def bench_overhead(binary: Path, smol: Path) -> dict[str, object]:
     }
 
 
-def _alternate(c: httpx.Client, url: str, names: list[str], n: int) -> list[float]:
-    out = []
-    for i in range(n):
-        out.append(h.request_latency(c, url, h.chat_body(names[i % 2])))
-    return out
+def _alternate(url: str, names: list[str], n: int) -> list[float]:
+    # A fresh client per block: llama-server (cpp-httplib) closes keep-alive connections that
+    # idle for 5 s, which they do while the other system's block runs.
+    with httpx.Client(timeout=120) as c:
+        return [h.request_latency(c, url, h.chat_body(names[i % 2])) for i in range(n)]
 
 
 def bench_swap(binary: Path, smol: Path, gem: Path) -> dict[str, object]:
@@ -145,17 +145,13 @@ def bench_swap(binary: Path, smol: Path, gem: Path) -> dict[str, object]:
     router_t: list[float] = []
     blocks = 2
     per_block = max(1, N_SWAPS // blocks)
-    with (
-        daemon(models, 1, binary) as (l_url, _),
-        router(binary, models) as r_url,
-        httpx.Client(timeout=120) as c,
-    ):
+    with daemon(models, 1, binary) as (l_url, _), router(binary, models) as r_url:
         # Load the first model in each so every measured request is a swap.
-        h.request_latency(c, l_url + path, h.chat_body("gemma"))
-        h.request_latency(c, r_url + path, h.chat_body("gemma"))
+        _alternate(l_url + path, ["gemma"], 1)
+        _alternate(r_url + path, ["gemma"], 1)
         for _ in range(blocks):
-            llamasc_t += _alternate(c, l_url + path, names, per_block)
-            router_t += _alternate(c, r_url + path, names, per_block)
+            llamasc_t += _alternate(l_url + path, names, per_block)
+            router_t += _alternate(r_url + path, names, per_block)
     floor = _swap_floor(binary, [smol, gem], per_block * blocks)
     ratio = statistics.mean(llamasc_t) / statistics.mean(router_t)
     return {
