@@ -43,7 +43,13 @@ def test_argv_puts_owned_flags_last_as_separate_tokens() -> None:
     ]
 
 
-@pytest.mark.parametrize("flag", ["-m", "--model", "--host", "--port"])
+def test_alias_names_the_model_so_clients_never_see_its_path() -> None:
+    argv = build_argv(spec(alias="qwen3-coder"))
+    assert argv[argv.index("--alias") + 1] == "qwen3-coder"
+    assert "--alias" not in build_argv(spec())
+
+
+@pytest.mark.parametrize("flag", ["-m", "--model", "--host", "--port", "-a", "--alias"])
 def test_owned_flags_are_refused_in_args(flag: str) -> None:
     with pytest.raises(ConfigError, match=flag):
         spec(args=("-c", "512", flag, "x"))

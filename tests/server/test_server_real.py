@@ -70,6 +70,8 @@ def test_openai_client_stream_and_not(real_daemon: RealFactory) -> None:
     with openai.OpenAI(base_url=d.url + "/v1", api_key="x", max_retries=0) as client:
         done = client.chat.completions.create(**_chat("smol"))
         assert done.choices[0].message.content
+        # The sidecar answers under the model id, never the GGUF's local path.
+        assert done.model == "smol"
         assert done.usage is not None
         assert done.usage.completion_tokens >= 1
         stream = client.chat.completions.create(**_chat("smol"), stream=True)

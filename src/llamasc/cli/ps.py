@@ -114,7 +114,7 @@ def ps(
     table = Table(box=None, header_style="bold")
     for col in ("HASH", "MODEL", "STATE", "PORT", "PID", "IN FLIGHT", "SERVED", "LAST USED"):
         table.add_column(col, no_wrap=True)
-    table.add_column("FLAGS")
+    table.add_column("FLAGS", overflow="fold", min_width=24)
     for s in sidecars:
         table.add_row(
             str(s.get("hash", ""))[:8],

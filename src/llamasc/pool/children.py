@@ -95,6 +95,7 @@ class Children:
                 env=dict(entry.env),
                 log_file=None if log_dir is None else log_dir / f"{key[:16]}.log",
                 label=f"{entry.id}@{key[:8]}",
+                alias=entry.id,
             )
         except LlamascError as exc:  # no port, or flags the child may not get
             if port is not None:

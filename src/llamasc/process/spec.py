@@ -9,7 +9,7 @@ from pathlib import Path
 from llamasc.errors import ConfigError
 
 # The pool owns these: a child must listen exactly where the pool will look for it.
-OWNED_FLAGS = frozenset({"-m", "--model", "--host", "--port"})
+OWNED_FLAGS = frozenset({"-m", "--model", "--host", "--port", "-a", "--alias"})
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,8 @@ class LaunchSpec:
     ``args`` must not contain ``-m``/``--host``/``--port``: :func:`build_argv` adds them.
     ``env`` is added last to the scrubbed environment (see :func:`llamasc.process.child_env`).
     ``label`` names the child in the daemon log: ``[sidecar:<label>:<port>]``.
+    ``alias`` is the model name llama-server reports in responses and ``/v1/models``; without
+    it llama-server reports the model's full local path to every client.
     """
 
     binary: Path
@@ -30,6 +32,7 @@ class LaunchSpec:
     log_file: Path | None = None
     label: str = ""
     ring_lines: int = 200
+    alias: str = ""
 
     def __post_init__(self) -> None:
         # Accept lists and str paths from callers, store the canonical immutable forms.
@@ -72,15 +75,17 @@ class LaunchSpec:
 
 
 def build_argv(spec: LaunchSpec) -> list[str]:
-    """``[binary, *args, "-m", model, "--host", host, "--port", port]``: one element per token.
+    """``[binary, *args, "-m", model, ("--alias", alias,) "--host", host, "--port", port]``.
 
     Values are always separate elements: llama-server has no ``--flag=value`` form.
     """
+    alias = ["--alias", spec.alias] if spec.alias else []
     return [
         str(spec.binary),
         *spec.args,
         "-m",
         str(spec.model_path),
+        *alias,
         "--host",
         spec.host,
         "--port",
