@@ -135,9 +135,7 @@ class ChatClient:
             return await self._chat_stream(body, extra_headers)
         start = time.perf_counter()
         try:
-            resp = await self._client.post(
-                "/v1/chat/completions", json=body, headers=extra_headers
-            )
+            resp = await self._client.post("/v1/chat/completions", json=body, headers=extra_headers)
         except httpx.TransportError as exc:
             raise UpstreamError(f"request to {self.base_url} failed: {exc!r}") from None
         elapsed = time.perf_counter() - start
