@@ -154,6 +154,39 @@ async def test_a_port_in_use_by_someone_else_is_skipped(
             assert (await props(lease.base_url))["argv"][-1] == str(hi)
 
 
+async def test_a_port_taken_between_the_check_and_the_bind_moves_to_another_port(
+    fake_llama_server_bin: Path, catalog: ModelCatalog
+) -> None:
+    from llamasc.process import LaunchSpec, LlamaServer
+
+    squatters: list[socket.socket] = []
+
+    async def racing_launcher(spec: LaunchSpec, *, ready_timeout: float) -> LlamaServer:
+        if not squatters:  # someone else grabs the port the pool just picked
+            sq = socket.socket()
+            sq.bind(("127.0.0.1", spec.port))
+            sq.listen()
+            squatters.append(sq)
+        return await LlamaServer.start(spec, ready_timeout=ready_timeout)
+
+    lo, hi = free_block(3)
+    pool = Pool(
+        PoolConfig(port_range=(lo, hi), health_interval=0, stop_grace=3.0, health_timeout=20.0),
+        catalog,
+        fake_llama_server_bin,
+        ("-c", "512"),
+        launcher=racing_launcher,
+    )
+    try:
+        async with pool, pool.lease("m1", []) as lease:
+            taken = squatters[0].getsockname()[1]
+            assert lease.port != taken
+            assert (await props(lease.base_url))["argv"][-1] == str(lease.port)
+    finally:
+        for sq in squatters:
+            sq.close()
+
+
 async def test_a_crashed_child_is_restarted_by_the_next_request(
     fake_llama_server_bin: Path, catalog: ModelCatalog
 ) -> None:

@@ -9,6 +9,7 @@ and its state-file entry dropped, only once the child is gone.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import Counter
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from llamasc.config import ModelEntry
 from llamasc.errors import LlamascError, SpawnError
-from llamasc.pool.child import Child, Launcher
+from llamasc.pool.child import Child, ChildHandle, Launcher
 from llamasc.pool.config import PoolConfig
 from llamasc.pool.ports import PortAllocator
 from llamasc.process.spec import LaunchSpec, build_argv
@@ -27,6 +28,13 @@ if TYPE_CHECKING:
     from llamasc.process.reaper import StateFile
 
 log = logging.getLogger(__name__)
+
+
+_BIND_RETRIES = 2
+
+
+def _lost_bind_race(exc: SpawnError) -> bool:
+    return any("couldn't bind" in line for line in (exc.message, *exc.stderr_tail))
 
 
 class ChildEvents(Protocol):
@@ -110,9 +118,30 @@ class Children:
         child.start_task = self._spawn(self._run_start(child, spec), f"start-{key[:8]}")
         self._events.children_changed()
 
+    async def _launch(self, child: Child, spec: LaunchSpec) -> ChildHandle:
+        """Run the launcher; if another process took the port between our free-port check
+        and llama-server's bind, move to another port and try again (twice at most)."""
+        for attempt in range(_BIND_RETRIES + 1):
+            try:
+                return await self._launcher(spec, ready_timeout=self.config.health_timeout)
+            except SpawnError as exc:
+                if attempt == _BIND_RETRIES or not _lost_bind_race(exc):
+                    raise
+                new_port = self._ports.allocate()
+                log.warning(
+                    "port %d was taken before llama-server could bind it; retrying on %d",
+                    spec.port,
+                    new_port,
+                )
+                self._ports.release(spec.port)  # the child exited: nobody of ours holds it
+                child.port = new_port
+                spec = dataclasses.replace(spec, port=new_port)
+        raise AssertionError("unreachable")
+
     async def _run_start(self, child: Child, spec: LaunchSpec) -> None:
         try:
-            handle = await self._launcher(spec, ready_timeout=self.config.health_timeout)
+            handle = await self._launch(child, spec)
+            spec = dataclasses.replace(spec, port=child.port)
         except asyncio.CancelledError:
             # a Stop aborted the start; the launcher killed its child on the way out
             self._gone(child)
