@@ -70,7 +70,9 @@ class RunSpec:
         return f"{model} [{' '.join(self.flags)}]" if self.flags else model
 
     def slug(self) -> str:
-        model = re.sub(r"[^A-Za-z0-9._-]+", "_", self.model or "default").strip("_")[:60]
+        # a model id may be a path (llama-server names its model after the file)
+        base = (self.model or "default").replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+        model = re.sub(r"[^A-Za-z0-9._-]+", "_", base).strip("_")[:60]
         return f"{model or 'model'}-{self.run_id}"
 
 
