@@ -175,3 +175,18 @@ def test_system_config_warns_once(
         assert envmod.warn_system_config(ini) is True
         assert envmod.warn_system_config(ini) is True
     assert caplog.text.count("cannot be turned off") == 1
+
+
+@pytest.mark.parametrize(
+    ("rc", "expected"),
+    [
+        (1, "exited with code 1"),
+        (None, "is gone"),
+        (-9, "was killed by SIGKILL"),
+        (-4, "rebuild it with -DGGML_NATIVE=OFF"),
+    ],
+)
+def test_exits_are_described_in_words(rc: int | None, expected: str) -> None:
+    from llamasc.process.server import describe_exit
+
+    assert expected in describe_exit(rc)

@@ -64,6 +64,13 @@ def describe_exit(rc: int | None) -> str:
             name = signal.Signals(-rc).name
         except ValueError:
             name = f"signal {-rc}"
+        if name == "SIGILL":
+            # Seen with -march=native builds whose AMX/AVX-512 kernels the (virtual) CPU
+            # advertises but refuses: the process dies at its first matrix multiply.
+            return (
+                "was killed by SIGILL (illegal instruction: this llama-server was built for "
+                "CPU features this machine cannot run; rebuild it with -DGGML_NATIVE=OFF)"
+            )
         return f"was killed by {name}"
     return f"exited with code {rc}"
 
