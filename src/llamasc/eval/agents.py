@@ -6,6 +6,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -72,10 +73,14 @@ def parse_prompt_set(text: str, source: str = "<text>") -> PromptSet:
 
 
 def default_prompts_path() -> Path:
-    """``./configs/agent-prompts.yaml``, else the one in this source checkout."""
+    """``./configs/agent-prompts.yaml``, else the shipped one (in the installed package, or
+    in this source checkout)."""
     here = Path.cwd() / "configs" / PROMPTS_FILE
     if here.is_file():
         return here
+    packaged = resources.files("llamasc").joinpath("configs", PROMPTS_FILE)
+    if packaged.is_file():
+        return Path(str(packaged))
     checkout = Path(__file__).resolve().parents[3] / "configs" / PROMPTS_FILE
     if checkout.is_file():
         return checkout
