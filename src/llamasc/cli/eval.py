@@ -6,7 +6,7 @@ result with rich. Heavy imports (datasets, httpx, yaml) happen inside the comman
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -148,64 +148,53 @@ def _bench(
     render_run(result)
 
 
-@app.command("mmlu")
-def mmlu(
-    *,
-    endpoint: Endpoint = DEFAULT_DAEMON,
-    model: Model = None,
-    flags: Flags = None,
-    limit: Limit = None,
-    seed: Seed = 0,
-    concurrency: Concurrency = None,
-    out: Out = Path("results/eval"),
-    api_key: ApiKey = None,
-    data_file: DataFile = None,
-    max_tokens: MaxTokens = None,
-    fresh: Fresh = False,
-) -> None:
-    """MMLU (cais/mmlu "all", test): zero-shot, 'Answer: X', with the always-D baseline."""
-    opts = _options(
-        endpoint=endpoint,
-        model=model,
-        flags=flags,
-        seed=seed,
-        concurrency=concurrency,
-        out=out,
-        api_key=api_key,
-        max_tokens=max_tokens,
-        fresh=fresh,
-    )
-    _bench("mmlu", data_file, limit, opts)
+def _benchmark_command(benchmark: Benchmark, doc: str) -> Callable[..., None]:
+    """MMLU and GSM8K take the same options; one definition serves both commands."""
+
+    def command(
+        *,
+        endpoint: Endpoint = DEFAULT_DAEMON,
+        model: Model = None,
+        flags: Flags = None,
+        limit: Limit = None,
+        seed: Seed = 0,
+        concurrency: Concurrency = None,
+        out: Out = Path("results/eval"),
+        api_key: ApiKey = None,
+        data_file: DataFile = None,
+        max_tokens: MaxTokens = None,
+        fresh: Fresh = False,
+    ) -> None:
+        opts = _options(
+            endpoint=endpoint,
+            model=model,
+            flags=flags,
+            seed=seed,
+            concurrency=concurrency,
+            out=out,
+            api_key=api_key,
+            max_tokens=max_tokens,
+            fresh=fresh,
+        )
+        _bench(benchmark, data_file, limit, opts)
+
+    command.__name__ = benchmark
+    command.__doc__ = doc
+    return command
 
 
-@app.command("gsm8k")
-def gsm8k(
-    *,
-    endpoint: Endpoint = DEFAULT_DAEMON,
-    model: Model = None,
-    flags: Flags = None,
-    limit: Limit = None,
-    seed: Seed = 0,
-    concurrency: Concurrency = None,
-    out: Out = Path("results/eval"),
-    api_key: ApiKey = None,
-    data_file: DataFile = None,
-    max_tokens: MaxTokens = None,
-    fresh: Fresh = False,
-) -> None:
-    """GSM8K (openai/gsm8k "main", test): strict and flexible extraction side by side."""
-    opts = _options(
-        endpoint=endpoint,
-        model=model,
-        flags=flags,
-        seed=seed,
-        concurrency=concurrency,
-        out=out,
-        api_key=api_key,
-        max_tokens=max_tokens,
-        fresh=fresh,
+app.command("mmlu")(
+    _benchmark_command(
+        "mmlu",
+        """MMLU (cais/mmlu "all", test): zero-shot, 'Answer: X', with the always-D baseline.""",
     )
-    _bench("gsm8k", data_file, limit, opts)
+)
+app.command("gsm8k")(
+    _benchmark_command(
+        "gsm8k",
+        """GSM8K (openai/gsm8k "main", test): strict and flexible extraction side by side.""",
+    )
+)
 
 
 @app.command("humaneval")
