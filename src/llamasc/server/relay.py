@@ -11,10 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterable
-from typing import Any, cast
+from typing import Any
 
-import httpcore
 from starlette.types import Receive, Scope, Send
 
 from llamasc.errors import (
@@ -27,6 +25,12 @@ from llamasc.server._request import header_text, model_from_body, read_body
 from llamasc.server._types import LeaseLike
 from llamasc.server.envelope import MethodNotAllowedError, send_error, sse_error_event
 from llamasc.server.state import DaemonState
+from llamasc.server.upstream_conn import (
+    Connection,
+    UpstreamConnectError,
+    UpstreamIOError,
+    UpstreamTimeout,
+)
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +68,9 @@ _DROP_RESPONSE = frozenset(
 _SSE = b"text/event-stream"
 _TIMINGS = b'"timings":'
 _TAIL = 16384
-# Failures of the upstream connection while the response body is being read.
-_BROKEN = (httpcore.ReadError, httpcore.RemoteProtocolError, httpcore.NetworkError)
+# Most answers (a short completion, an embedding) are done before this: they never pay for a
+# disconnect watcher. Longer ones get one, so a client that leaves stops its generation.
+WATCH_AFTER = 0.1
 
 
 AUTH_MESSAGE = "missing or invalid API key (send Authorization: Bearer <key>)"
@@ -79,13 +84,30 @@ class _AbortConnection(Exception):
 class _Call:
     """One proxied request's flags, shared with its disconnect watcher."""
 
-    __slots__ = ("client_gone", "done", "started", "task")
+    __slots__ = ("client_gone", "done", "receive", "started", "task", "watcher")
 
-    def __init__(self, task: asyncio.Task[Any] | None) -> None:
+    def __init__(self, task: asyncio.Task[Any] | None, receive: Receive) -> None:
         self.task = task
+        self.receive = receive
+        self.watcher: asyncio.Task[None] | None = None
         self.started = False  # response headers sent: errors can no longer be an envelope
         self.done = False  # the last body message is on its way: a disconnect is normal
         self.client_gone = False
+
+    def watch(self) -> None:
+        """Start watching for the client's disconnect (a timer calls this)."""
+        if not self.done:
+            self.watcher = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _watch(self) -> None:
+        """Cancel the request when its client disconnects, so llama-server stops generating."""
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                break
+        if not self.done and self.task is not None:
+            self.client_gone = True
+            self.task.cancel()
 
 
 def find_timings(before: bytes, last: bytes) -> dict[str, Any] | None:
@@ -143,8 +165,8 @@ class Proxy:
         except LlamascError as exc:
             await send_error(send, exc)
             return
-        call = _Call(asyncio.current_task())
-        watcher = asyncio.get_running_loop().create_task(self._watch(receive, call))
+        call = _Call(asyncio.current_task(), receive)
+        timer = asyncio.get_running_loop().call_later(WATCH_AFTER, call.watch)
         try:
             async with st.pool.lease(model, flags) as lease:
                 await self._forward(scope, send, lease, body=body, fwd=fwd, call=call)
@@ -165,18 +187,9 @@ class Proxy:
             await send_error(send, LlamascError(f"internal error: {type(exc).__name__}: {exc}"))
         finally:
             call.done = True
-            watcher.cancel()
-
-    @staticmethod
-    async def _watch(receive: Receive, call: _Call) -> None:
-        """Cancel the request when its client disconnects, so llama-server stops generating."""
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                break
-        if not call.done and call.task is not None:
-            call.client_gone = True
-            call.task.cancel()
+            timer.cancel()
+            if call.watcher is not None:
+                call.watcher.cancel()
 
     async def _forward(
         self,
@@ -192,37 +205,27 @@ class Proxy:
         target: bytes = scope.get("raw_path") or scope["path"].encode()
         if scope["query_string"]:
             target += b"?" + scope["query_string"]
-        headers = [up.host_header, (b"content-length", b"%d" % len(body)), *fwd]
+        fwd.append((b"content-length", b"%d" % len(body)))
+        where = f"llama-server for {lease.model_id!r} on port {lease.port}"
         try:
-            resp, extra = await up.send(b"POST", target, headers, body)
-        except httpcore.TimeoutException as exc:
-            raise UpstreamError(
-                f"llama-server for {lease.model_id!r} on port {lease.port} timed out: "
-                f"{type(exc).__name__}"
-            ) from None
-        except httpcore.NetworkError as exc:
-            raise UpstreamError(
-                f"llama-server for {lease.model_id!r} on port {lease.port} failed before "
-                f"answering: {exc or type(exc).__name__}"
-            ) from None
-        except httpcore.ProtocolError as exc:
-            raise UpstreamError(
-                f"llama-server for {lease.model_id!r} on port {lease.port} closed the "
-                f"connection without answering: {exc or type(exc).__name__}"
-            ) from None
+            conn = await up.send(up.head(b"POST", target, fwd) + body)
+        except UpstreamTimeout as exc:
+            raise UpstreamError(f"{where} timed out: {exc}") from None
+        except UpstreamConnectError as exc:
+            raise UpstreamError(f"{where} failed before answering: {exc}") from None
+        except UpstreamIOError as exc:
+            raise UpstreamError(f"{where} closed the connection without answering: {exc}") from None
         try:
-            await self._relay(resp, send, lease, call)
+            await self._relay(conn, send, where, lease, call)
         finally:
-            await resp.aclose()
-            if extra is not None:
-                await extra.aclose()
+            conn.release()
 
     async def _relay(
-        self, resp: httpcore.Response, send: Send, lease: LeaseLike, call: _Call
+        self, conn: Connection, send: Send, where: str, lease: LeaseLike, call: _Call
     ) -> None:
         headers: list[tuple[bytes, bytes]] = []
         sse = False
-        for raw_name, value in resp.headers:
+        for raw_name, value in conn.headers:
             name = raw_name.lower()
             if name in _DROP_RESPONSE:
                 continue
@@ -231,35 +234,27 @@ class Proxy:
             headers.append((name, value))
         if sse:
             headers.append((b"x-accel-buffering", b"no"))  # tell reverse proxies not to buffer
-        await send({"type": "http.response.start", "status": resp.status, "headers": headers})
+        await send({"type": "http.response.start", "status": conn.status, "headers": headers})
         call.started = True
         before = b""
         last = b""
-        stream = cast(AsyncIterable[bytes], resp.stream)  # always async from an async pool
         try:
             if sse:
-                async for chunk in stream:
-                    if chunk:
-                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                        before, last = last, chunk
+                while chunk := await conn.read():
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    before, last = last, chunk
                 call.done = True
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
             else:
                 # One chunk of look-ahead: the usual one-chunk JSON body goes out in one message.
-                async for chunk in stream:
-                    if chunk:
-                        if last:
-                            await send(
-                                {"type": "http.response.body", "body": last, "more_body": True}
-                            )
-                        before, last = last, chunk
+                while chunk := await conn.read():
+                    if last:
+                        await send({"type": "http.response.body", "body": last, "more_body": True})
+                    before, last = last, chunk
                 call.done = True
                 await send({"type": "http.response.body", "body": last, "more_body": False})
-        except _BROKEN as exc:
-            err = UpstreamError(
-                f"llama-server for {lease.model_id!r} on port {lease.port} broke off its "
-                f"answer: {exc or type(exc).__name__}"
-            )
+        except UpstreamIOError as exc:
+            err = UpstreamError(f"{where} broke off its answer: {exc}")
             log.warning("%s", err)
             if not sse:
                 raise _AbortConnection(str(err)) from None
@@ -268,7 +263,7 @@ class Proxy:
                 {"type": "http.response.body", "body": sse_error_event(err), "more_body": False}
             )
             return
-        if resp.status == 200 and last:
+        if conn.status == 200 and last:
             timings = find_timings(before, last)
             if timings is not None:
                 _record(lease, timings)

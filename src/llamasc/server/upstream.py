@@ -1,99 +1,160 @@
-"""Keep-alive connections to the sidecars: one httpcore connection pool per sidecar.
+"""Keep-alive connections to the sidecars: a small pool of :class:`Connection` per sidecar.
 
 A pool is created the first time a sidecar is leased and closed once the sidecar is gone
 (noticed when another sidecar appears, when an operator stops sidecars, and at shutdown),
 so idle sockets to dead children do not pile up.
 
-Stale keep-alive: llama-server closes idle connections after a few seconds. httpcore drops
-connections it can see were closed, but the close can race our write. A request that fails on
-a *reused* connection before any response byte arrived is retried once on a brand-new
-connection; a request that failed on a fresh connection is reported, never replayed, since
-the child may have received it.
+Idle connections are reused newest first. One is dropped before use when the child closed it
+or sent anything while it was idle, or when it idled longer than :data:`KEEPALIVE_EXPIRY`.
+The close can still race our write: a request that fails on a *reused* connection before any
+response byte arrived is retried once on a brand-new connection (which is closed after that
+answer); a request that failed on a fresh connection is reported, never replayed, since the
+child may have received it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Callable, Iterable
-from typing import Any
+from urllib.parse import urlsplit
 
-import httpcore
-
-from llamasc.server._netbackend import AsyncioBackend, connected_fresh, reset_fresh
 from llamasc.server._types import LeaseLike
+from llamasc.server.upstream_conn import (
+    Connection,
+    Timeouts,
+    UpstreamClosed,
+    UpstreamConnectError,
+    UpstreamTimeout,
+)
 
 log = logging.getLogger(__name__)
 
 # llama-server (cpp-httplib) drops idle keep-alive connections after 5 s: let ours go first.
 KEEPALIVE_EXPIRY = 4.0
-# Generation can legitimately take minutes before the first byte of a non-stream answer.
-TIMEOUTS: dict[str, float | None] = {"connect": 5.0, "read": None, "write": 60.0, "pool": None}
-_EXT: dict[str, Any] = {"timeout": TIMEOUTS}
-_STALE_ERRORS = (httpcore.RemoteProtocolError, httpcore.ReadError, httpcore.WriteError)
-
-
-_BACKEND = AsyncioBackend()
+MAX_IDLE = 32
+TIMEOUTS = Timeouts()
 
 
 class Upstream:
     """The connections to one sidecar (one base URL)."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, timeouts: Timeouts = TIMEOUTS) -> None:
         self.base_url = base_url
-        url = httpcore.URL(base_url)
-        self.scheme, self.host, self.port = url.scheme, url.host, url.port
-        self.origin = url.origin
-        netloc = self.host + (b":%d" % self.port if self.port is not None else b"")
-        self.host_header = (b"host", netloc)
-        self.pool = httpcore.AsyncConnectionPool(
-            max_connections=256,
-            max_keepalive_connections=32,
-            keepalive_expiry=KEEPALIVE_EXPIRY,
-            network_backend=_BACKEND,
-        )
+        url = urlsplit(base_url)
+        if url.scheme != "http" or not url.hostname:
+            raise ValueError(f"not a plain http:// URL: {base_url!r}")
+        self.host = url.hostname
+        self.port = url.port or 80
+        self.netloc = url.netloc.encode()
+        self.timeouts = timeouts
+        # insertion-ordered: popitem() hands out the most recently used connection
+        self._idle: dict[Connection, None] = {}
+        self._open: set[Connection] = set()
+        self._closed = False
 
-    def _request(
-        self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes
-    ) -> httpcore.Request:
-        url = httpcore.URL(scheme=self.scheme, host=self.host, port=self.port, target=target)
-        return httpcore.Request(method, url, headers=headers, content=body, extensions=_EXT)
+    def head(self, method: bytes, target: bytes, headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+        """A request head with our Host; ``headers`` must include Content-Length."""
+        lines = [method, b" ", target, b" HTTP/1.1\r\nhost: ", self.netloc, b"\r\n"]
+        for name, value in headers:
+            lines += (name, b": ", value, b"\r\n")
+        lines.append(b"\r\n")
+        return b"".join(lines)
 
-    async def send(
-        self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes
-    ) -> tuple[httpcore.Response, httpcore.AsyncHTTPConnection | None]:
-        """Send one request; returns the response (headers read, body not) and, after a retry,
-        the one-off connection the caller must close once the body is consumed."""
-        reset_fresh()
-        try:
-            return await self.pool.handle_async_request(
-                self._request(method, target, headers, body)
-            ), None
-        except _STALE_ERRORS as exc:
-            if connected_fresh():
+    async def send(self, data: bytes) -> Connection:
+        """Send one request (head and body in ``data``); returns its connection with the
+        response head read. Read the body with ``read()``, then ``release()`` it."""
+        conn = self._take_idle()
+        if conn is not None:
+            try:
+                await conn.request(data)
+                return conn
+            except UpstreamClosed as exc:
+                conn.release()
+                log.debug("stale keep-alive connection to %s (%s); retrying", self.base_url, exc)
+            except BaseException:
+                conn.release()
                 raise
-            log.debug("stale keep-alive connection to %s (%s); retrying once", self.base_url, exc)
-        conn = httpcore.AsyncHTTPConnection(
-            self.origin, keepalive_expiry=0.0, network_backend=_BACKEND
-        )
+            conn = await self._connect(reusable=False)
+        else:
+            conn = await self._connect(reusable=True)
         try:
-            resp = await conn.handle_async_request(self._request(method, target, headers, body))
+            await conn.request(data)
         except BaseException:
-            await conn.aclose()
+            conn.release()
             raise
-        return resp, conn
+        return conn
 
-    async def aclose(self) -> None:
-        await self.pool.aclose()
+    def _take_idle(self) -> Connection | None:
+        idle = self._idle
+        if not idle:
+            return None
+        oldest_ok = asyncio.get_running_loop().time() - KEEPALIVE_EXPIRY
+        while idle:
+            conn = idle.popitem()[0]
+            if conn.idle_since >= oldest_ok and conn.usable:
+                return conn
+            conn.close()
+        return None
+
+    def _put_idle(self, conn: Connection) -> None:
+        if self._closed or len(self._idle) >= MAX_IDLE:
+            conn.close()
+            return
+        conn.idle_since = asyncio.get_running_loop().time()
+        self._idle[conn] = None
+
+    def _lost(self, conn: Connection) -> None:
+        self._idle.pop(conn, None)
+        self._open.discard(conn)
+
+    async def _connect(self, *, reusable: bool) -> Connection:
+        if self._closed:
+            raise UpstreamClosed(f"connections to {self.base_url} were closed")
+        loop = asyncio.get_running_loop()
+        timeouts = self.timeouts
+
+        def factory() -> Connection:
+            return Connection(timeouts, self._lost)
+
+        try:
+            _, conn = await asyncio.wait_for(
+                loop.create_connection(factory, self.host, self.port), timeouts.connect
+            )
+        except TimeoutError:
+            raise UpstreamTimeout(
+                f"connecting to {self.host}:{self.port} timed out after {timeouts.connect:g} s"
+            ) from None
+        except OSError as exc:
+            raise UpstreamConnectError(f"{exc.strerror or exc} ({self.host}:{self.port})") from None
+        assert conn.transport is not None
+        sock = conn.transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if reusable:
+            conn.on_release = self._put_idle
+        self._open.add(conn)
+        return conn
+
+    def close(self) -> None:
+        """Close every connection, idle or in use (a request using one fails)."""
+        self._closed = True
+        for conn in list(self._open):
+            conn.close()
+        self._idle.clear()
+        self._open.clear()
 
 
 class Upstreams:
     """Upstream per sidecar key. ``live_keys`` tells which sidecars still exist."""
 
-    def __init__(self, live_keys: Callable[[], Iterable[str]]) -> None:
+    def __init__(
+        self, live_keys: Callable[[], Iterable[str]], timeouts: Timeouts = TIMEOUTS
+    ) -> None:
         self._live_keys = live_keys
+        self._timeouts = timeouts
         self._by_key: dict[str, Upstream] = {}
-        self._closing: set[asyncio.Task[None]] = set()
 
     def __len__(self) -> int:
         return len(self._by_key)
@@ -103,8 +164,8 @@ class Upstreams:
         if up is not None and up.base_url == lease.base_url:
             return up
         if up is not None:  # same flags, new child (it was restarted): old sockets are dead
-            self._close_later(up)
-        up = self._by_key[lease.key] = Upstream(lease.base_url)
+            up.close()
+        up = self._by_key[lease.key] = Upstream(lease.base_url, self._timeouts)
         self.sweep(keep=lease.key)
         return up
 
@@ -112,17 +173,14 @@ class Upstreams:
         """Close the connections of sidecars that no longer exist."""
         live = set(self._live_keys())
         for key in [k for k in self._by_key if k not in live and k != keep]:
-            self._close_later(self._by_key.pop(key))
-
-    def _close_later(self, up: Upstream) -> None:
-        task = asyncio.get_running_loop().create_task(up.aclose())
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+            self._by_key.pop(key).close()
 
     async def aclose(self) -> None:
+        """Close every sidecar's connections (at shutdown)."""
         ups = list(self._by_key.values())
         self._by_key.clear()
-        await asyncio.gather(*(u.aclose() for u in ups), *self._closing, return_exceptions=True)
+        for up in ups:
+            up.close()
 
 
-__all__ = ["KEEPALIVE_EXPIRY", "TIMEOUTS", "Upstream", "Upstreams"]
+__all__ = ["KEEPALIVE_EXPIRY", "MAX_IDLE", "TIMEOUTS", "Upstream", "Upstreams"]
