@@ -20,7 +20,8 @@ from llamasc.server.upstream_conn import (
     UpstreamTimeout,
 )
 
-pytestmark = pytest.mark.anyio
+# a broken client tends to hang, not fail: keep that short
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(20)]
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "Server"], Awaitable[None]]
 
