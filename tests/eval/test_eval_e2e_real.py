@@ -38,6 +38,7 @@ def summary_of(out: Path, benchmark: str) -> dict[str, object]:
     return json.loads(path.read_text())  # type: ignore[no-any-return]
 
 
+@pytest.mark.timeout(900)  # ~500 generated tokens: seconds when idle, minutes on a loaded box
 def test_three_benchmarks_on_smollm2(
     llama_server_bin: Path, smollm2_path: Path, start_server, tmp_path: Path
 ) -> None:

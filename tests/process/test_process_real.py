@@ -22,13 +22,15 @@ async def test_real_server_starts_answers_and_stops(
     spec = LaunchSpec(llama_server_bin, smollm2_path, SMALL, free_port(), label="real")
     server = await LlamaServer.start(spec, ready_timeout=120)
     try:
-        assert any("listening on" in line for line in server.tail(200))
         async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as client:
             r = await client.post(
                 "/v1/chat/completions",
                 json={"messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 4},
             )
         assert r.status_code == 200
+        # /health turns 200 a moment before llama-server logs its readiness line, so the line
+        # is looked for after a request, not the instant start() returns.
+        assert any("listening on" in line for line in server.tail(200))
         body = r.json()
         assert isinstance(body["choices"][0]["message"]["content"], str)
         assert 1 <= body["usage"]["completion_tokens"] <= 4
