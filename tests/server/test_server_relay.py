@@ -7,7 +7,7 @@ import asyncio
 import json
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +32,14 @@ _OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\
 class Scripted:
     """An upstream whose ``n``-th request on each connection gets ``script[n]``:
     "ok", "drop" (read the request, close without answering), "short" (promise 100
-    bytes, send 10, close) or "sse-cut" (two SSE events, then close mid-stream)."""
+    bytes, send 10, close), "sse-cut" (two SSE events, then close mid-stream) or "hang"
+    (never answer; ``hung_up`` is set once the relay closes the connection)."""
 
     def __init__(self, script: list[str]) -> None:
         self.script = script
         self.requests = 0
         self.connections = 0
+        self.hung_up = threading.Event()
         self.server: asyncio.Server | None = None
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -56,6 +58,10 @@ class Scripted:
                     writer.write(_OK)
                     await writer.drain()
                     continue
+                if action == "hang":
+                    await reader.read()  # returns at the relay's EOF
+                    self.hung_up.set()
+                    break
                 if action == "short":
                     writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
                 elif action == "sse-cut":
@@ -162,43 +168,66 @@ def uvicorn_app() -> Iterator[Any]:
 
 
 @pytest.fixture
-def short_upstream() -> Iterator[str]:
-    """The "short" upstream in its own thread (the daemon's loop lives in another)."""
-    up = Scripted(["short"])
-    ready = threading.Event()
-    holder: dict[str, Any] = {}
+def threaded_upstream() -> Iterator[Callable[[list[str]], tuple[Scripted, str]]]:
+    """Start Scripted upstreams in their own threads (the daemon's loop lives in another)."""
+    started: list[tuple[asyncio.AbstractEventLoop, threading.Thread, dict[str, Any]]] = []
 
-    async def main() -> None:
-        async with up as url:
-            holder["url"] = url
-            holder["stop"] = asyncio.Event()
-            ready.set()
-            await holder["stop"].wait()
+    def start(script: list[str]) -> tuple[Scripted, str]:
+        up = Scripted(script)
+        ready = threading.Event()
+        holder: dict[str, Any] = {}
 
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
-    thread.start()
-    assert ready.wait(10)
-    yield holder["url"]
-    loop.call_soon_threadsafe(holder["stop"].set)
-    thread.join(10)
-    loop.close()
+        async def main() -> None:
+            async with up as url:
+                holder["url"] = url
+                holder["stop"] = asyncio.Event()
+                ready.set()
+                await holder["stop"].wait()
+
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+        thread.start()
+        assert ready.wait(10)
+        started.append((loop, thread, holder))
+        return up, str(holder["url"])
+
+    yield start
+    for loop, thread, holder in started:
+        loop.call_soon_threadsafe(holder["stop"].set)
+        thread.join(10)
+        loop.close()
 
 
-def test_non_stream_body_cut_short_breaks_the_client_connection(
-    short_upstream: str, uvicorn_app: Any
-) -> None:
+def _uvicorn_daemon_app(upstream_url: str) -> Any:
     from llamasc.config import ModelCatalog, ModelEntry
     from llamasc.config.settings import settings_from_sources
     from llamasc.server import create_app
 
-    pool = FakePool(short_upstream, ["m1"])
+    pool = FakePool(upstream_url, ["m1"])
     catalog = ModelCatalog.of([ModelEntry("m1", Path("m1.gguf"))])
-    app = create_app(settings_from_sources(env={}), pool, catalog=catalog)
-    url = uvicorn_app(app)
+    return create_app(settings_from_sources(env={}), pool, catalog=catalog)
+
+
+def test_non_stream_body_cut_short_breaks_the_client_connection(
+    threaded_upstream: Any, uvicorn_app: Any
+) -> None:
+    _, upstream_url = threaded_upstream(["short"])
+    url = uvicorn_app(_uvicorn_daemon_app(upstream_url))
     # a truncated body must not pass for a complete one
     with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
         httpx.post(url + "/v1/chat/completions", json=chat("m1"), timeout=10)
+
+
+def test_client_leaving_a_non_stream_request_closes_the_upstream_request(
+    threaded_upstream: Any, uvicorn_app: Any
+) -> None:
+    up, upstream_url = threaded_upstream(["hang"])
+    url = uvicorn_app(_uvicorn_daemon_app(upstream_url))
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(url + "/v1/chat/completions", json=chat("m1"), timeout=0.5)
+    # nothing was sent back yet; still, llama-server must learn that nobody waits any more
+    assert up.hung_up.wait(5), "the upstream connection was left open"
+    assert up.requests == 1
 
 
 @pytest.mark.parametrize(
