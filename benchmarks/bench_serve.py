@@ -137,10 +137,14 @@ def bench_overhead(binary: Path, smol: Path) -> dict[str, object]:
 
 
 def _alternate(url: str, names: list[str], n: int) -> list[float]:
-    # A fresh client per block: llama-server (cpp-httplib) closes keep-alive connections that
-    # idle for 5 s, which they do while the other system's block runs.
-    with httpx.Client(timeout=120) as c:
-        return [h.request_latency(c, url, h.chat_body(names[i % 2])) for i in range(n)]
+    # A fresh connection per request, for both systems alike: llama-server (cpp-httplib) drops
+    # keep-alive connections after 5 s idle or a few requests, and a ~0.1 ms connect is noise
+    # beside a swap.
+    out = []
+    for i in range(n):
+        with httpx.Client(timeout=120) as c:
+            out.append(h.request_latency(c, url, h.chat_body(names[i % 2])))
+    return out
 
 
 def bench_swap(binary: Path, smol: Path, gem: Path) -> dict[str, object]:
