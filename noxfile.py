@@ -71,6 +71,7 @@ def tests(session: nox.Session) -> None:
     _install_project(session)
     _ensure_sshd(session)
     session.run("ruff", "check", "src", "tests", "benchmarks", "noxfile.py")
+    session.run("ruff", "format", "--check", "src", "tests", "benchmarks", "noxfile.py")
     session.run("mypy", "--strict", "src/llamasc")
     session.run("pytest", *(session.posargs or ["-q"]))
 
