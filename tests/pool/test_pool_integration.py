@@ -14,36 +14,13 @@ from typing import Any
 import httpx
 import psutil
 import pytest
-from pool_fakes import until
+from pool_fakes import free_block, until
 
 from llamasc.config import ModelCatalog, ModelEntry
 from llamasc.errors import SpawnError
 from llamasc.pool import Pool, PoolConfig
 
 pytestmark = pytest.mark.anyio
-
-
-def free_block(n: int) -> tuple[int, int]:
-    """n consecutive ports that nobody listens on right now."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + n > 65535:
-            continue
-        socks = []
-        try:
-            for p in range(base, base + n):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", p))
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-        return base, base + n - 1
-    raise AssertionError("no block of free ports found")
 
 
 def alive(pid: int) -> bool:

@@ -7,20 +7,10 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from pool_fakes import free_block
 
 from llamasc.errors import ConfigError, SpawnError
 from llamasc.pool.ports import PortAllocator, parse_port_range, port_is_free
-
-
-def free_block(n: int) -> tuple[int, int]:
-    """A run of n consecutive ports that are free now (found by probing above a random one)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + n <= 65535 and all(port_is_free(p) for p in range(base, base + n)):
-            return base, base + n - 1
-    raise AssertionError("no block of free ports found")
 
 
 @pytest.fixture
