@@ -6,6 +6,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pool_fakes import free_block
 
 from llamasc.config import ModelCatalog, ModelEntry
 from llamasc.pool import Pool, PoolConfig
@@ -17,7 +18,7 @@ async def test_one_slot_alternating_smollm2_and_gemma_answers_every_time(
     llama_server_bin: Path, smollm2_path: Path, gemma_path: Path, isolated_env: Path
 ) -> None:
     catalog = ModelCatalog.of([ModelEntry("smol", smollm2_path), ModelEntry("gemma", gemma_path)])
-    config = PoolConfig(max_sidecars=1, port_range=_free_range(8), health_interval=0)
+    config = PoolConfig(max_sidecars=1, port_range=free_block(8), health_interval=0)
     seen: list[tuple[str, int]] = []
     async with (
         Pool(config, catalog, llama_server_bin, ("-c", "512", "-np", "1")) as pool,
@@ -46,13 +47,3 @@ async def test_one_slot_alternating_smollm2_and_gemma_answers_every_time(
     # four loads in one slot: each swap replaced the child
     assert [m for m, _ in seen] == ["smol", "gemma", "smol", "gemma"]
     assert len({pid for _, pid in seen}) == 4
-
-
-def _free_range(n: int) -> tuple[int, int]:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        base: int = s.getsockname()[1]
-    base = min(base, 65535 - n)
-    return base, base + n - 1
