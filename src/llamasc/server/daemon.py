@@ -168,9 +168,17 @@ class _Server(uvicorn.Server):
             self._on_started()
 
 
-def _uvicorn_config(app: LlamascApp, settings: Settings) -> uvicorn.Config:
+def _http_protocol() -> type[asyncio.Protocol] | str:
     import importlib.util
 
+    if importlib.util.find_spec("httptools") is None:
+        return "h11"
+    from llamasc.server._httpproto import CoalescingHttpToolsProtocol
+
+    return CoalescingHttpToolsProtocol
+
+
+def _uvicorn_config(app: LlamascApp, settings: Settings) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         lifespan="off",  # run() starts and stops the pool itself, around serve()
@@ -179,7 +187,7 @@ def _uvicorn_config(app: LlamascApp, settings: Settings) -> uvicorn.Config:
         server_header=False,
         proxy_headers=False,
         ws="none",
-        http="httptools" if importlib.util.find_spec("httptools") else "h11",
+        http=_http_protocol(),
         loop="auto",
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace),
         # uvicorn's 5 s default closes an agent's idle keep-alive connection between two turns
