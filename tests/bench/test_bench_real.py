@@ -147,7 +147,10 @@ def test_real_sweep_killed_mid_way_resumes_and_leaves_no_server(bench: RealBench
     assert rerun.returncode == 0, rerun.stderr.decode()
     assert b"earlier bench left running" in rerun.stderr
     ok = ok_records(bench.out)
-    assert len(ok) == 8
+    assert len(ok) == 8, (
+        [(r.get("status"), r.get("arm"), r.get("error")) for r in read_jsonl(bench.out)],
+        rerun.stderr.decode()[-2000:],
+    )
     assert max(Counter(r["key"] for r in ok).values()) == 1
     assert ok[: len(before)] == before
     assert wait_no_processes(str(bench.models)) == []

@@ -11,7 +11,7 @@ import time
 from abc import ABC, abstractmethod
 from typing import Any
 
-from llamasc.errors import LlamascError, RemoteError
+from llamasc.errors import LlamascError, RemoteError, SpawnError
 from llamasc.remote.launch import (
     LaunchSpec,
     RunningServer,
@@ -28,7 +28,10 @@ from llamasc.remote.transport import CommandResult, Transport
 log = logging.getLogger(__name__)
 
 _VERSION = re.compile(r"version:\s*(.+)")
-PORT_RANGE = (20000, 60000)
+# Below the ephemeral ranges (Linux 32768-60999, Windows 49152-65535), so outgoing connections
+# (our SSH forwards among them) cannot take a server's port between our check and its bind.
+PORT_RANGE = (20000, 32000)
+_BIND_RETRIES = 2
 
 
 def parse_version(output: str) -> str | None:
@@ -154,6 +157,19 @@ class RemoteLauncher(ABC):
         return tail(data.decode("utf-8", "replace"))
 
     def start(self, spec: LaunchSpec, *, timeout: float) -> RunningServer:
+        """Start llama-server and wait until it is ready; a server that lost its port to
+        another process before binding it is started again on another port."""
+        for attempt in range(_BIND_RETRIES + 1):
+            try:
+                return self._start_once(spec, timeout=timeout)
+            except SpawnError as exc:
+                lost_port = any("couldn't bind" in line for line in exc.stderr_tail)
+                if attempt == _BIND_RETRIES or not lost_port:
+                    raise
+                log.warning("llama-server on %s lost its port; starting it again", self.host)
+        raise AssertionError("unreachable")
+
+    def _start_once(self, spec: LaunchSpec, *, timeout: float) -> RunningServer:
         port = self._pick_port()
         launch_id = new_launch_id(port)
         server = RunningServer(
