@@ -161,6 +161,12 @@ class SpawnError(SidecarError):
         self.returncode = exit_code
         self.stderr_tail: tuple[str, ...] = tuple(stderr_tail)
 
+    @property
+    def lost_port(self) -> bool:
+        """llama-server could not bind its port: another process took it after we checked it
+        was free. Starting again on another port is the remedy, not giving up."""
+        return any("couldn't bind" in line for line in (self.message, *self.stderr_tail))
+
 
 class ReadinessTimeoutError(SidecarError):
     http_status = 504

@@ -33,10 +33,6 @@ log = logging.getLogger(__name__)
 _BIND_RETRIES = 2
 
 
-def _lost_bind_race(exc: SpawnError) -> bool:
-    return any("couldn't bind" in line for line in (exc.message, *exc.stderr_tail))
-
-
 class ChildEvents(Protocol):
     """What the pool hears from its children."""
 
@@ -125,7 +121,7 @@ class Children:
             try:
                 return await self._launcher(spec, ready_timeout=self.config.health_timeout)
             except SpawnError as exc:
-                if attempt == _BIND_RETRIES or not _lost_bind_race(exc):
+                if attempt == _BIND_RETRIES or not exc.lost_port:
                     raise
                 new_port = self._ports.allocate()
                 log.warning(

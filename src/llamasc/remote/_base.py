@@ -163,8 +163,7 @@ class RemoteLauncher(ABC):
             try:
                 return self._start_once(spec, timeout=timeout)
             except SpawnError as exc:
-                lost_port = any("couldn't bind" in line for line in exc.stderr_tail)
-                if attempt == _BIND_RETRIES or not lost_port:
+                if attempt == _BIND_RETRIES or not exc.lost_port:
                     raise
                 log.warning("llama-server on %s lost its port; starting it again", self.host)
         raise AssertionError("unreachable")

@@ -104,7 +104,7 @@ class LocalLauncher:
                 return self._start_once(spec, timeout)
             except SpawnError as exc:
                 # The port we picked was taken between our probe and its bind: pick again.
-                if attempt == 2 or not any("couldn't bind" in ln for ln in exc.stderr_tail):
+                if attempt == 2 or not exc.lost_port:
                     raise
                 log.info("port race on localhost; retrying with another port")
         raise AssertionError("unreachable")
