@@ -7,6 +7,7 @@ import itertools
 import time
 from collections.abc import Callable
 
+from free_ports import free_port_block
 from llamasc.errors import SpawnError
 from llamasc.process.spec import LaunchSpec
 
@@ -104,30 +105,5 @@ async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
 
 
 def free_block(n: int) -> tuple[int, int]:
-    """n consecutive ports, free now, below the ephemeral range.
-
-    Ephemeral ports are what our own (and other tests') outgoing connections take, so one of
-    them could grab a child's port between the pool's check and the child's bind.
-    """
-    import random
-    import socket
-    from pathlib import Path
-
-    try:
-        eph_lo = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        eph_lo = 32768
-    top = max(eph_lo, 12000) - n
-    for _ in range(100):
-        base = random.randrange(10000, top)
-        ok = True
-        for port in range(base, base + n):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", port))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return base, base + n - 1
-    raise AssertionError("no block of free ports found")
+    """n consecutive ports, free now, below the ephemeral range."""
+    return free_port_block(n)

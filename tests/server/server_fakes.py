@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import random
 import socket
 import subprocess
 import threading
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from free_ports import free_port_block
 from llamasc.config.settings import Settings
 from llamasc.errors import LlamascError, NotFoundError, UnknownModelError
 from llamasc.server import Daemon
@@ -32,27 +32,8 @@ def free_port() -> int:
 
 
 def free_port_range(width: int = 40) -> tuple[int, int]:
-    """Ports for a pool's children, below the ephemeral range: our own outgoing connections
-    take ephemeral ports, and one could grab a child's port between check and bind."""
-    try:
-        eph_lo = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        eph_lo = 32768
-    top = max(eph_lo, 12000) - width
-    for _ in range(50):
-        lo = random.randrange(10000, top)
-        if all(_bindable(p) for p in (lo, lo + width // 2, lo + width - 1)):
-            return lo, lo + width - 1
-    raise AssertionError("no free port range found")
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+    """Ports for a pool's children, below the ephemeral range (see free_ports)."""
+    return free_port_block(width)
 
 
 def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.02) -> Any:
