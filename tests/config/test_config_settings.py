@@ -74,6 +74,16 @@ def test_precedence_cli_over_env_over_file() -> None:
     assert s.max_sidecars == 2
 
 
+def test_overlap_swaps_is_off_unless_asked() -> None:
+    assert settings_from_sources(env={}).overlap_swaps is False
+    assert settings_from_sources(env={"LLAMASC_OVERLAP_SWAPS": "1"}).overlap_swaps is True
+    assert settings_from_sources(env={}, file_data={"overlap_swaps": True}).overlap_swaps is True
+    s = settings_from_sources(cli={"overlap_swaps": True}, env={"LLAMASC_OVERLAP_SWAPS": "0"})
+    assert s.overlap_swaps is True
+    with pytest.raises(ConfigError, match="LLAMASC_OVERLAP_SWAPS: must be true or false"):
+        settings_from_sources(env={"LLAMASC_OVERLAP_SWAPS": "sometimes"})
+
+
 @pytest.mark.parametrize(
     ("sources", "line"),
     [

@@ -469,3 +469,49 @@ async def test_one_port_is_enough_to_swap_back_and_forth(launcher: FakeLauncher)
             async with pool.lease(model, []) as lease:
                 assert lease.port == port
     assert [spec.port for spec in launcher.specs] == [port] * 3
+
+
+async def test_overlapping_swaps_start_the_next_child_before_the_last_one_exits(
+    launcher: FakeLauncher,
+) -> None:
+    async with make_pool(launcher, max_sidecars=1, overlap_swaps=True) as pool:
+        async with pool.lease("m1", []):
+            pass
+        first = launcher.children[0]
+        exit_now = first.exit
+        first.exit = lambda code: None  # type: ignore[method-assign]  # slow to exit
+        async with pool.lease("m2", []):
+            assert first.stop_calls == 1
+            assert first.returncode is None
+            assert launcher.max_live == 2
+        exit_now(-15)
+        await until(lambda: len(pool.sidecars()) == 1)
+        # a third model: m1 must wait for m2 to exit only if another is still exiting
+        async with pool.lease("m1", []):
+            pass
+        assert launcher.max_live == 2
+
+
+async def test_overlapping_swaps_on_a_single_port_wait_for_it(launcher: FakeLauncher) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    async with make_pool(
+        launcher, max_sidecars=1, port_range=(port, port), overlap_swaps=True
+    ) as pool:
+        for model in ("m1", "m2", "m1"):
+            async with pool.lease(model, []) as lease:
+                assert lease.port == port
+    assert launcher.max_live == 1
+
+
+async def test_a_start_stopped_before_it_ran_still_reports_gone(launcher: FakeLauncher) -> None:
+    async with make_pool(launcher, max_sidecars=1) as pool:
+        key = sidecar_key("m1", merge_flags(BASE, []))
+        pool._hold(key, CATALOG.get("m1"), merge_flags(BASE, []))
+        pool._children.start(key, CATALOG.get("m1"), merge_flags(BASE, []))
+        pool._children.stop(key, "requested")
+        await until(lambda: len(pool._children) == 0)
+        assert not launcher.children

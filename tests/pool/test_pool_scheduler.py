@@ -267,3 +267,49 @@ def test_two_waiters_for_room_each_get_their_own_victim() -> None:
     assert s.request(4, "d", 4.0) == [Stop("b", "evict")]
     assert s.stopped("b", 5.0) == [Start("c")]
     assert s.stopped("a", 6.0) == [Start("d")]
+
+
+# ------------------------------------------------------------------ overlapping swaps
+
+
+def test_with_overlap_a_swap_starts_the_new_child_while_the_evicted_one_exits() -> None:
+    s = Scheduler(max_sidecars=1, queue_timeout=60, overlap=1)
+    ready_one(s, 1, "a")
+    s.released(1, 1.0)
+    assert s.request(2, "b", 2.0) == [Stop("a", "evict"), Start("b")]
+    assert s.sidecars["a"].state is SidecarState.STOPPING
+    assert s.ready("b", 3.0) == [Grant(2, "b")]
+    assert s.stopped("a", 4.0) == []
+
+
+def test_with_overlap_only_that_many_stopping_children_are_overlooked() -> None:
+    s = Scheduler(max_sidecars=1, queue_timeout=60, overlap=1)
+    ready_one(s, 1, "a")
+    s.released(1, 1.0)
+    assert s.request(2, "b", 2.0) == [Stop("a", "evict"), Start("b")]
+    assert s.ready("b", 3.0) == [Grant(2, "b")]
+    s.released(2, 4.0)
+    # a is still exiting: evicting b now would leave two stopping children beside c
+    assert s.request(3, "c", 5.0) == [Stop("b", "evict")]
+    assert s.stopped("a", 6.0) == [Start("c")]
+    assert s.stopped("b", 7.0) == []
+
+
+def test_with_overlap_a_busy_sidecar_still_makes_the_newcomer_wait() -> None:
+    s = Scheduler(max_sidecars=1, queue_timeout=60, overlap=1)
+    ready_one(s, 1, "a")
+    assert s.request(2, "b", 1.0) == []
+    assert s.released(1, 2.0) == [Stop("a", "evict"), Start("b")]
+
+
+def test_without_overlap_the_swap_waits_for_the_exit() -> None:
+    s = Scheduler(max_sidecars=1, queue_timeout=60)
+    ready_one(s, 1, "a")
+    s.released(1, 1.0)
+    assert s.request(2, "b", 2.0) == [Stop("a", "evict")]
+    assert s.stopped("a", 3.0) == [Start("b")]
+
+
+def test_overlap_must_not_be_negative() -> None:
+    with pytest.raises(ValueError, match="overlap"):
+        Scheduler(max_sidecars=1, queue_timeout=60, overlap=-1)

@@ -212,6 +212,14 @@ def serve(
     access_log: Annotated[
         bool, typer.Option("--access-log", help="Log every request (costs latency).")
     ] = False,
+    overlap_swaps: Annotated[
+        bool,
+        typer.Option(
+            "--overlap-swaps",
+            help="Start the next child while the evicted one exits (faster swaps; both hold "
+            "memory for that moment, so mind VRAM). Env LLAMASC_OVERLAP_SWAPS.",
+        ),
+    ] = False,
 ) -> None:
     """Serve an OpenAI-compatible API over a pool of llama-server processes."""
     from llamasc.config.settings import load_settings
@@ -238,6 +246,7 @@ def serve(
         "log_file": log_file,
         "log_level": log_level,
         "access_log": access_log or None,
+        "overlap_swaps": overlap_swaps or None,
     }
     settings = load_settings(cli, config_path=config)
     setup_logging(settings)

@@ -74,6 +74,7 @@ class Settings(BaseModel):
     log_file: Path | None = None
     insecure: bool = False
     access_log: bool = False
+    overlap_swaps: bool = False
     models: dict[str, ModelSettings] = Field(default_factory=dict)
     flag_policy: dict[str, Any] = Field(default_factory=dict)
 
@@ -173,6 +174,7 @@ SOURCES: dict[str, tuple[str | None, str | None]] = {
     "log_file": ("LLAMASC_LOG_FILE", "--log-file"),
     "insecure": (None, "--insecure"),
     "access_log": ("LLAMASC_ACCESS_LOG", "--access-log"),
+    "overlap_swaps": ("LLAMASC_OVERLAP_SWAPS", "--overlap-swaps"),
 }
 
 # What a valid value looks like, for the one-line error.
@@ -190,6 +192,7 @@ _EXPECT: dict[str, str] = {
     "body_limit": "a size >= 1024 bytes (e.g. 33554432, 32MiB, 512KiB)",
     "insecure": "true or false",
     "access_log": "true or false",
+    "overlap_swaps": "true or false",
 }
 
 _PATH_FIELDS = (

@@ -86,33 +86,45 @@ class Children:
 
     def start(self, key: str, entry: ModelEntry, merged: tuple[str, ...]) -> None:
         """Spawn the child of ``key``; ``child_ready`` or ``child_failed`` follows."""
-        log_dir = self.config.log_dir
-        port: int | None = None
-        try:
-            port = self._ports.allocate()
-            spec = LaunchSpec(
-                binary=self.binary,
-                model_path=entry.path,
-                args=merged,
-                port=port,
-                host=self.config.host,
-                env=dict(entry.env),
-                log_file=None if log_dir is None else log_dir / f"{key[:16]}.log",
-                label=f"{entry.id}@{key[:8]}",
-                alias=entry.id,
-            )
-        except LlamascError as exc:  # no port, or flags the child may not get
-            if port is not None:
-                self._ports.release(port)
-            log.warning("cannot start %s for %s: %s", key[:12], entry.id, exc)
-            self._events.child_failed(key, exc)
-            return
-        child = Child(key, entry.id, merged, port, restarts=self._starts[key])
+        child = Child(key, entry.id, merged, 0, restarts=self._starts[key])
         self._starts[key] += 1
         self._by_key[key] = child
-        log.info("starting %s for %s on port %d: %s", key[:12], entry.id, port, " ".join(merged))
-        child.start_task = self._spawn(self._run_start(child, spec), f"start-{key[:8]}")
+        child.start_task = self._spawn(self._run_start(child, entry), f"start-{key[:8]}")
         self._events.children_changed()
+
+    async def _allocate_port(self) -> int:
+        """A free port; with a full range, wait for one held by a child on its way out.
+
+        Overlapping swaps start a child while the evicted one still exits, so a range of
+        one port is momentarily full: the start then waits for that exit instead of failing.
+        """
+        while True:
+            try:
+                return self._ports.allocate()
+            except SpawnError:
+                exiting = [c.gone for c in self._by_key.values() if c.stopping]
+                if not exiting:
+                    raise
+                waits = [asyncio.ensure_future(ev.wait()) for ev in exiting]
+                try:
+                    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for w in waits:
+                        w.cancel()
+
+    def _spec(self, child: Child, entry: ModelEntry) -> LaunchSpec:
+        log_dir = self.config.log_dir
+        return LaunchSpec(
+            binary=self.binary,
+            model_path=entry.path,
+            args=child.flags,
+            port=child.port,
+            host=self.config.host,
+            env=dict(entry.env),
+            log_file=None if log_dir is None else log_dir / f"{child.key[:16]}.log",
+            label=f"{entry.id}@{child.key[:8]}",
+            alias=entry.id,
+        )
 
     async def _launch(self, child: Child, spec: LaunchSpec) -> ChildHandle:
         """Run the launcher; if another process took the port between our free-port check
@@ -134,20 +146,27 @@ class Children:
                 spec = dataclasses.replace(spec, port=new_port)
         raise AssertionError("unreachable")
 
-    async def _run_start(self, child: Child, spec: LaunchSpec) -> None:
+    async def _run_start(self, child: Child, entry: ModelEntry) -> None:
+        key = child.key
         try:
+            child.port = await self._allocate_port()
+            spec = self._spec(child, entry)
+            log.info(
+                "starting %s for %s on port %d: %s",
+                *(key[:12], entry.id, child.port, " ".join(child.flags)),
+            )
             handle = await self._launch(child, spec)
             spec = dataclasses.replace(spec, port=child.port)
         except asyncio.CancelledError:
             # a Stop aborted the start; the launcher killed its child on the way out
             self._gone(child)
             return
-        except LlamascError as exc:
-            log.warning("%s for %s did not start: %s", child.key[:12], child.model_id, exc)
+        except LlamascError as exc:  # no port, flags the child may not get, a failed start
+            log.warning("%s for %s did not start: %s", key[:12], child.model_id, exc)
             self._gone(child, failed=exc)
             return
         except Exception as exc:  # a launcher bug must still answer the waiters
-            log.exception("%s for %s: launcher failed", child.key[:12], child.model_id)
+            log.exception("%s for %s: launcher failed", key[:12], child.model_id)
             self._gone(child, failed=SpawnError(f"could not start llama-server: {exc}"))
             return
         child.handle = handle
@@ -180,6 +199,8 @@ class Children:
         if child.handle is None:
             if child.start_task is not None:
                 child.start_task.cancel()
+                # a task cancelled before its first step never runs its own clean-up
+                child.start_task.add_done_callback(lambda _: self._gone(child))
         else:
             self._spawn(self._stop_child(child), f"stop-{key[:8]}")
         self._events.children_changed()
@@ -208,8 +229,11 @@ class Children:
         self._gone(child)
 
     def _gone(self, child: Child, *, failed: BaseException | None = None) -> None:
-        """The child is dead and reaped: free its port and tell the pool."""
-        self._ports.release(child.port)
+        """The child is dead and reaped (or never ran): free its port and tell the pool."""
+        if child.gone.is_set():
+            return
+        if child.port:
+            self._ports.release(child.port)
         if self._state_file is not None and child.handle is not None:
             self._state_file.remove(child.handle.pid)
         if self._by_key.get(child.key) is child:

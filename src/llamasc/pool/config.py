@@ -20,6 +20,8 @@ class PoolConfig:
     - ``health_interval`` / ``health_failures``: a ready child is checked every interval and
       replaced after that many failed checks in a row (0 interval: never checked).
     - ``stop_grace``: seconds between SIGTERM and SIGKILL.
+    - ``overlap_swaps``: start a child while the one evicted for it still exits (one such
+      exiting child is then not counted), instead of after its exit.
     - ``state_file``: where live children are recorded, to reap them after a crash.
     - ``log_dir``: each child's log goes to ``<log_dir>/<hash[:16]>.log`` when set.
     """
@@ -31,6 +33,7 @@ class PoolConfig:
     health_interval: float = 30.0
     health_failures: int = 3
     stop_grace: float = 5.0
+    overlap_swaps: bool = False
     state_file: Path | None = None
     log_dir: Path | None = None
     host: str = "127.0.0.1"

@@ -63,7 +63,10 @@ class Pool:
 
             launcher = LlamaServer.start
         self._sched = Scheduler(
-            config.max_sidecars, config.queue_timeout, max_waiters=config.max_queue
+            config.max_sidecars,
+            config.queue_timeout,
+            max_waiters=config.max_queue,
+            overlap=1 if config.overlap_swaps else 0,
         )
         self._children = Children(config, self.binary, launcher, self)
         # what each key runs, kept while a request waits for it

@@ -10,7 +10,9 @@ Rules:
 - Concurrent first requests for one key start it once; all its waiters are granted when it is
   ready, or all rejected with the start error.
 - At most ``max_sidecars`` children are live; starting, ready and stopping all count, since a
-  stopping child still holds its memory and its port.
+  stopping child still holds its memory and its port. With ``overlap`` n > 0, up to n stopping
+  children do not count: a swap starts the new child at once while the evicted one exits, at
+  the price of both holding memory for that moment (opt-in: ``--overlap-swaps``).
 - When full, the least recently used sidecar with nothing in flight and nobody waiting is
   stopped to make room (``eviction.choose_victim``). A busy sidecar is never stopped to make
   room: the newcomer waits, first come first served, for at most ``queue_timeout`` seconds,
@@ -102,10 +104,20 @@ class _View:
 class Scheduler:
     """Decides what the pool does. Every public method is an event and returns the effects."""
 
-    def __init__(self, max_sidecars: int, queue_timeout: float, *, max_waiters: int = 512) -> None:
+    def __init__(
+        self,
+        max_sidecars: int,
+        queue_timeout: float,
+        *,
+        max_waiters: int = 512,
+        overlap: int = 0,
+    ) -> None:
         if max_sidecars < 1:
             raise ValueError("max_sidecars must be at least 1")
+        if overlap < 0:
+            raise ValueError("overlap must not be negative")
         self.max_sidecars = max_sidecars
+        self.overlap = overlap
         self.queue_timeout = queue_timeout
         self.max_waiters = max_waiters
         self.shutting_down = False
@@ -262,12 +274,14 @@ class Scheduler:
     def _drain(self) -> list[Effect]:
         """Give room to waiters in arrival order: start into free slots, evict idle ones.
 
-        A stopping child will free its slot soon, so each one already on its way out is
-        promised to the next waiter instead of evicting yet another sidecar.
+        ``headroom`` is the slots not held by a starting or ready child: free now, or held by a
+        stopping one that will free it soon. Each slot still on its way out is promised to the
+        next waiter instead of evicting yet another sidecar.
         """
         effects: list[Effect] = []
-        free = self.max_sidecars - len(self._sidecars)
-        incoming = sum(1 for sc in self._sidecars.values() if sc.state is SidecarState.STOPPING)
+        live = sum(1 for sc in self._sidecars.values() if sc.state is not SidecarState.STOPPING)
+        stopping = len(self._sidecars) - live
+        promised = 0
         served: set[str] = set()
         for w in self._waiters.values():
             # a key with a live sidecar is starting (waiters join it) or stopping (they wait
@@ -275,21 +289,28 @@ class Scheduler:
             if w.key in self._sidecars or w.key in served:
                 continue
             served.add(w.key)
-            if free > 0:
-                free -= 1
-                self._gen += 1
-                self._sidecars[w.key] = Sidecar(w.key, SidecarState.STARTING, self._gen)
-                effects.append(Start(w.key))
-                continue
-            if incoming > 0:
-                incoming -= 1
-                continue
-            victim = choose_victim(w.key, self._views())
-            if victim is None:
-                break  # no room for this waiter, so none for anyone behind it either
-            self._sidecars[victim].state = SidecarState.STOPPING
-            effects.append(Stop(victim, "evict"))
+            if self._free(live, stopping) == 0:
+                if self.max_sidecars - live - promised > 0:
+                    promised += 1  # a stopping child's slot is this waiter's
+                    continue
+                victim = choose_victim(w.key, self._views())
+                if victim is None:
+                    break  # no room for this waiter, so none for anyone behind it either
+                self._sidecars[victim].state = SidecarState.STOPPING
+                effects.append(Stop(victim, "evict"))
+                live, stopping = live - 1, stopping + 1
+                if self._free(live, stopping) == 0:
+                    promised += 1  # it waits for its victim to exit
+                    continue
+            self._gen += 1
+            self._sidecars[w.key] = Sidecar(w.key, SidecarState.STARTING, self._gen)
+            effects.append(Start(w.key))
+            live += 1
         return effects
+
+    def _free(self, live: int, stopping: int) -> int:
+        """Slots a start may take now: ``overlap`` stopping children do not hold theirs."""
+        return max(0, self.max_sidecars - live - max(0, stopping - self.overlap))
 
 
 __all__ = [

@@ -226,6 +226,7 @@ class Daemon:
             health_timeout=settings.health_timeout,
             health_interval=settings.health_interval,
             stop_grace=settings.stop_grace,
+            overlap_swaps=settings.overlap_swaps,
             state_file=settings.resolved_state_file,
             log_dir=settings.resolved_log_dir,
         )
