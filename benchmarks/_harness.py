@@ -13,9 +13,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -90,6 +92,11 @@ def stop(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+def drain(stream: IO[bytes]) -> None:
+    """Read ``stream`` to its end in a daemon thread (a child's log we do not need)."""
+    threading.Thread(target=lambda: [None for _ in stream], daemon=True).start()
 
 
 def llama_server_bin() -> Path:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -113,3 +115,29 @@ async def test_pump_survives_undecodable_bytes() -> None:
     pump.start()
     await asyncio.wait_for(eof.wait(), 5)
     assert pump.tail(5) == ["ok", "\ufffd\ufffd broken"]
+
+
+@pytest.mark.anyio
+async def test_a_paced_pump_rests_after_each_read_until_hurried() -> None:
+    loop = asyncio.get_running_loop()
+    r, w = os.pipe()
+    eof = asyncio.Event()
+    with open(r, "rb") as stream:
+        pump = OutputPump(stream, loop=loop, ring_lines=10, prefix="", on_eof=eof.set)
+        pump.pace(30.0)
+        pump.start()
+        os.write(w, b"first\n")
+        await _until(lambda: pump.tail(5) == ["first"])
+        os.write(w, b"second\n")
+        await asyncio.sleep(0.2)
+        assert pump.tail(5) == ["first"], "read while resting"
+        pump.hurry()
+        await _until(lambda: pump.tail(5) == ["first", "second"])
+        os.close(w)
+        await asyncio.wait_for(eof.wait(), 5)
+
+
+async def _until(cond: Callable[[], bool], limit: float = 5.0) -> None:
+    async with asyncio.timeout(limit):
+        while not cond():
+            await asyncio.sleep(0.01)

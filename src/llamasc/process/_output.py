@@ -19,6 +19,7 @@ from typing import IO, Any
 log = logging.getLogger(__name__)
 
 MAX_LINE = 8192
+_READ_SIZE = 65536
 READY_LINE = re.compile(r"listening on (?:https?|unix)://(\S+)")
 # This llama-server build prefixes lines with elapsed time and a level: "0.00.006.367 E ".
 LOG_PREFIX = re.compile(r"^\d+\.\d+\.\d+\.\d+ ([A-Z]) ")
@@ -84,12 +85,23 @@ class OutputPump:
         self._on_line = on_line
         self._on_ready_line = on_ready_line
         self._on_eof = on_eof
+        self._pace = 0.0
+        self._hurry = threading.Event()
         self._thread = threading.Thread(
             target=self._run, name=f"llamasc-output{prefix.strip()}", daemon=True
         )
 
     def start(self) -> None:
         self._thread.start()
+
+    def pace(self, seconds: float) -> None:
+        """From now on, rest ``seconds`` after each read (see ``_run``)."""
+        self._pace = seconds
+
+    def hurry(self) -> None:
+        """Stop resting: the child is on its way out and its last lines are wanted now."""
+        self._pace = 0.0
+        self._hurry.set()
 
     def tail(self, n: int) -> list[str]:
         """The last ``n`` lines (fewer if the child said less)."""
@@ -114,17 +126,27 @@ class OutputPump:
             self._file = None
 
     def _run(self) -> None:
+        # Whole reads, not readline: llama-server writes several lines per request just as
+        # its answer leaves, and each line handled apart would be another GIL hand-off and
+        # log-file write competing with the relay on the event loop thread.
+        # Once the child is ready, the reader also rests a moment after each read (``pace``):
+        # a request's closing lines then wait in the pipe while its answer is relayed, rather
+        # than wake this thread at that very moment (measured: 0.35-0.43 ms per request on
+        # 2 cores). The pipe holds far more than llama-server logs in that time.
+        read = getattr(self._stream, "read1", self._stream.read)  # read1: one syscall at most
+        pending = b""
         try:
-            for raw in iter(self._stream.readline, b""):
-                line = raw[:MAX_LINE].decode("utf-8", "replace").rstrip("\r\n")
-                with self._lock:
-                    self._ring.append(line)
-                self._write_file(line)
-                log.debug("%s%s", self._prefix, line)
-                if self._on_ready_line is not None and READY_LINE.search(line):
-                    self._post(self._on_ready_line, line)
-                if self._on_line is not None:
-                    self._post(self._on_line, line)
+            while data := read(_READ_SIZE):
+                chunks = (pending + data).split(b"\n")
+                pending = chunks.pop()
+                if len(pending) > MAX_LINE:  # a runaway line: cut it, keep reading
+                    chunks.append(pending)
+                    pending = b""
+                self._lines(chunks)
+                if self._pace:
+                    self._hurry.wait(self._pace)
+            if pending:
+                self._lines([pending])
         except (OSError, ValueError) as exc:  # the pipe was closed under us
             log.debug("%soutput reader stopped: %s", self._prefix, exc)
         finally:
@@ -134,3 +156,18 @@ class OutputPump:
                     self._file.close()
             if self._on_eof is not None:
                 self._post(self._on_eof)
+
+    def _lines(self, chunks: list[bytes]) -> None:
+        lines = [c[:MAX_LINE].decode("utf-8", "replace").rstrip("\r") for c in chunks]
+        with self._lock:
+            self._ring.extend(lines)
+        if self._file is not None:
+            self._write_file("\n".join(lines))
+        if log.isEnabledFor(logging.DEBUG):
+            for line in lines:
+                log.debug("%s%s", self._prefix, line)
+        for line in lines:
+            if self._on_ready_line is not None and READY_LINE.search(line):
+                self._post(self._on_ready_line, line)
+            if self._on_line is not None:
+                self._post(self._on_line, line)

@@ -39,6 +39,8 @@ PROBE_MAX = 0.05  # ... backing off to this
 PROBE_TIMEOUT = 0.5
 KILL_WAIT = 10.0  # after SIGKILL the exit is a matter of the kernel reclaiming memory
 DRAIN_WAIT = 1.0
+# Once ready, the output reader rests this long after each read (see OutputPump.pace).
+OUTPUT_PACE = 0.1
 
 
 def _open_log_file(spec: LaunchSpec, argv: list[str]) -> IO[str] | None:
@@ -170,8 +172,9 @@ class LlamaServer:
         return self._pump.tail(n) if self._pump is not None else []
 
     async def wait(self) -> int:
-        """Wait until the child exits; its exit code."""
+        """Wait until the child exits (and its last output is read); its exit code."""
         await self._exited.wait()
+        await self._drained()
         rc = self._proc.returncode
         assert rc is not None  # set by the waiter thread before it signals the exit
         return rc
@@ -230,6 +233,8 @@ class LlamaServer:
             self._loop.call_soon_threadsafe(self._on_exit, rc)
 
     def _on_exit(self, rc: int) -> None:
+        if self._pump is not None:
+            self._pump.hurry()
         self._exited.set()
         self._wake.set()
         # Whatever ended the child, its stray descendants (and on Windows its job) go too.
@@ -266,6 +271,8 @@ class LlamaServer:
             status = await self._probe_unless_exit(host, min(PROBE_TIMEOUT, max(remaining, 0.01)))
             if status == 200 and self.returncode is None and self._owns_port():
                 self.ready_at = time.time()
+                if self._pump is not None:
+                    self._pump.pace(OUTPUT_PACE)
                 log.info(
                     "%sready in %.2fs (pid %d)",
                     self._prefix,
@@ -342,6 +349,8 @@ class LlamaServer:
         self._stopping = True
         if self.returncode is None and not self._exited.is_set():
             log.info("%sstopping pid %d (grace %.1fs)", self._prefix, self.pid, grace)
+            if self._pump is not None:
+                self._pump.hurry()
             self._control.soft_stop(self._proc)
             if not await self._wait_exit(grace):
                 log.warning(
