@@ -86,9 +86,12 @@ def stop(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
         return
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(grace)
-    except subprocess.TimeoutExpired:
+    # Popen.wait(timeout) polls with sleeps of up to 50 ms, which a swap timing would count:
+    # a blocking wait in a thread sees the exit at once.
+    waiter = threading.Thread(target=proc.wait, daemon=True)
+    waiter.start()
+    waiter.join(grace)
+    if waiter.is_alive():
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()

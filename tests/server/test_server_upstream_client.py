@@ -413,3 +413,23 @@ async def test_closed_upstream_refuses_new_requests(echo: tuple[Server, Upstream
     await until(lambda: server.eofs == 1, "the idle connection to be closed")
     with pytest.raises(UpstreamClosed):
         await up.send(request(up))
+
+
+async def test_retire_closes_idle_connections_now_and_busy_ones_after_their_answer(
+    echo: tuple[Server, Upstream],
+) -> None:
+    server, up = echo
+    idle = await up.send(request(up))
+    busy = await up.send(request(up))
+    assert server.connections == 2
+    await read_all(idle)
+    idle.release()  # back in the pool, idle
+    up.retire()
+    assert idle.closed, "an idle connection would delay the stopping child's exit"
+    assert not busy.closed
+    assert await read_all(busy) == b'{"n": 1}'
+    busy.release()
+    assert busy.closed, "a retired upstream pools nothing"
+    await until(lambda: server.eofs == 2, "the server to see both connections end")
+    with pytest.raises(UpstreamClosed):
+        await up.send(request(up))

@@ -41,7 +41,11 @@ class DaemonState:
         self.catalog = catalog
         self.gate = gate
         self.llama_server = llama_server
-        self.upstreams = Upstreams(lambda: (s.hash for s in pool.sidecars()))
+        self.upstreams = Upstreams(
+            lambda: (s.hash for s in pool.sidecars() if s.state != "stopping")
+        )
+        if hasattr(pool, "on_change"):  # the real pool: hear of stops as they begin
+            pool.on_change = self.upstreams.sweep
         self.body_limit = settings.body_limit
         self._api_key = settings.api_key.encode() if settings.api_key else None
         self.started_at = time.time()

@@ -1,8 +1,9 @@
 """Keep-alive connections to the sidecars: a small pool of :class:`Connection` per sidecar.
 
-A pool is created the first time a sidecar is leased and closed once the sidecar is gone
-(noticed when another sidecar appears, when an operator stops sidecars, and at shutdown),
-so idle sockets to dead children do not pile up.
+A pool is created the first time a sidecar is leased and retired as soon as the sidecar
+starts stopping (the pool says so through its ``on_change`` hook; also checked when another
+sidecar appears, and everything is closed at shutdown), so idle sockets neither delay a
+child's exit nor pile up.
 
 Idle connections are reused newest first. One is dropped before use when the child closed it
 or sent anything while it was idle, or when it idled longer than :data:`KEEPALIVE_EXPIRY`.
@@ -137,6 +138,17 @@ class Upstream:
         self._open.add(conn)
         return conn
 
+    def retire(self) -> None:
+        """Take no more requests: idle connections close now, busy ones after their answer.
+
+        An idle keep-alive connection makes a stopping llama-server wait for it (about
+        0.1 s, cpp-httplib's poll interval) before it exits, which every swap would pay.
+        """
+        self._closed = True
+        for conn in list(self._idle):
+            conn.close()
+        self._idle.clear()
+
     def close(self) -> None:
         """Close every connection, idle or in use (a request using one fails)."""
         self._closed = True
@@ -147,7 +159,7 @@ class Upstream:
 
 
 class Upstreams:
-    """Upstream per sidecar key. ``live_keys`` tells which sidecars still exist."""
+    """Upstream per sidecar key. ``live_keys`` tells which sidecars exist and are not stopping."""
 
     def __init__(
         self, live_keys: Callable[[], Iterable[str]], timeouts: Timeouts = TIMEOUTS
@@ -170,10 +182,10 @@ class Upstreams:
         return up
 
     def sweep(self, keep: str | None = None) -> None:
-        """Close the connections of sidecars that no longer exist."""
+        """Retire the connections of sidecars that are gone or on their way out."""
         live = set(self._live_keys())
         for key in [k for k in self._by_key if k not in live and k != keep]:
-            self._by_key.pop(key).close()
+            self._by_key.pop(key).retire()
 
     async def aclose(self) -> None:
         """Close every sidecar's connections (at shutdown)."""
