@@ -4,7 +4,8 @@ Against the real llama-server with SmolLM2-135M and Gemma-3-270M, and against ll
 router mode (``llama-server --models-dir DIR --models-max 1``) on the same models:
 
 - overhead: warm 1-token chat completion through llamasc minus direct to llama-server
-  (median of >= 200, interleaved); target <= 1.0 ms. The router's is reported beside it.
+  (median of >= 200, interleaved in a new random order each round); target <= 1.0 ms. The
+  router's is reported beside it.
 - swap: alternating two models with MAX_SIDECARS=1 / --models-max 1 so every request forces a
   swap (mean over >= 12, blocks of llamasc, llamasc --overlap-swaps and router interleaved);
   target <= 0.9x the router. llama-server's own share (stop, readiness line, request, each timed
@@ -23,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import statistics
 import sys
 import tempfile
@@ -122,9 +124,19 @@ def bench_overhead(binary: Path, smol: Path) -> dict[str, object]:
                     except httpx.RemoteProtocolError:
                         h.request_latency(c, url, body)
         times: dict[str, list[float]] = {k: [] for k in targets}
+        # A new order every round: a request pays for what the one before it left running
+        # (llama-server's worker threads spin for a while after a graph), so a fixed order
+        # would charge that to whichever system always comes second.
+        rng = random.Random(0)
+        order = list(targets)
         for _ in range(N_OVERHEAD):
-            for name, (url, body) in targets.items():
-                times[name].append(h.request_latency(c, url, body))
+            rng.shuffle(order)
+            for name in order:
+                url, body = targets[name]
+                try:
+                    times[name].append(h.request_latency(c, url, body))
+                except httpx.RemoteProtocolError:  # llama-server ended a kept-alive connection
+                    times[name].append(h.request_latency(c, url, body))
     med = {k: statistics.median(v) * 1000 for k, v in times.items()}
     # Paired differences are less noisy than a difference of medians.
     paired = [a - b for a, b in zip(times["llamasc"], times["direct"], strict=True)]
