@@ -7,9 +7,9 @@ router mode (``llama-server --models-dir DIR --models-max 1``) on the same model
   (median of >= 200, interleaved in a new random order each round); target <= 1.0 ms. The
   router's is reported beside it.
 - swap: alternating two models with MAX_SIDECARS=1 / --models-max 1 so every request forces a
-  swap (mean over >= 12, blocks of llamasc, llamasc --overlap-swaps and router interleaved);
-  target <= 0.9x the router. llama-server's own share (stop, readiness line, request, each timed
-  by hand) beside it.
+  swap (mean over >= 12; llamasc, llamasc --overlap-swaps, the router and llama-server by hand
+  interleaved one swap each way at a time); target <= 0.9x the router. The by-hand swap (stop,
+  readiness line, request, each phase timed) is the floor every system is also compared to.
 - cold: first byte for an unloaded model through llamasc minus llama-server's own
   spawn-to-ready-to-first-byte (1 ms health poll); target <= 30 ms.
 - relay: SSE from a fast upstream through llamasc: chunks/s (target >= 20,000) and added
@@ -167,7 +167,12 @@ def bench_swap(binary: Path, smol: Path, gem: Path) -> dict[str, object]:
     models = {"smol": smol, "gemma": gem}
     names = ["smol", "gemma"]
     path = "/v1/chat/completions"
-    times: dict[str, list[float]] = {"llamasc": [], "llamasc_overlap": [], "router": []}
+    times: dict[str, list[float]] = {
+        "llamasc": [],
+        "llamasc_overlap": [],
+        "router": [],
+        "llama_server_by_hand": [],
+    }
     # Blocks of one swap each way, rotating over the systems: this box's load times drift by
     # a quarter from one minute to the next, and fine interleaving spreads that evenly.
     per_block = 2
@@ -176,22 +181,32 @@ def bench_swap(binary: Path, smol: Path, gem: Path) -> dict[str, object]:
         daemon(models, 1, binary) as (l_url, _),
         daemon(models, 1, binary, LLAMASC_OVERLAP_SWAPS="1") as (o_url, _),
         router(binary, models) as r_url,
+        _ByHand(binary, models) as by_hand,
     ):
         urls = {"llamasc": l_url, "llamasc_overlap": o_url, "router": r_url}
         # Load the first model in each so every measured request is a swap.
         for url in urls.values():
             _alternate(url + path, ["gemma"], 1)
+        by_hand.swap("gemma")
+        for phase in by_hand.phases.values():
+            phase.clear()
         for _ in range(blocks):
             for name, url in urls.items():
                 times[name] += _alternate(url + path, names, per_block)
-    floor = _swap_floor(binary, [smol, gem], per_block * blocks)
+            times["llama_server_by_hand"] += [by_hand.swap(n) for n in names[:per_block]]
     mean = {k: statistics.mean(v) for k, v in times.items()}
     ratio = mean["llamasc"] / mean["router"]
     ratio_overlap = mean["llamasc_overlap"] / mean["router"]
+    floor = mean["llama_server_by_hand"]
     return {
         "swaps_each": len(times["llamasc"]),
         "mean_s": {k: round(v, 4) for k, v in mean.items()},
-        "llama_server_by_hand_mean_s": {k: round(statistics.mean(v), 4) for k, v in floor.items()},
+        "llama_server_by_hand_phases_mean_s": {
+            k: round(statistics.mean(by_hand.phases[k]), 4) for k in ("stop", "ready", "request")
+        },
+        "over_llama_server_by_hand": {
+            k: round(v / floor, 3) for k, v in mean.items() if k != "llama_server_by_hand"
+        },
         "llamasc_over_router": round(ratio, 3),
         "llamasc_overlap_over_router": round(ratio_overlap, 3),
         "target_ratio": 0.9,
@@ -199,56 +214,53 @@ def bench_swap(binary: Path, smol: Path, gem: Path) -> dict[str, object]:
     }
 
 
-def _swap_floor(binary: Path, paths: list[Path], n: int) -> dict[str, list[float]]:
-    """llama-server's own share of a swap, by hand and phase by phase: SIGTERM to exit, spawn
-    to its readiness line (read from its log, no polling to steal CPU), one request."""
-    out: dict[str, list[float]] = {"stop": [], "ready": [], "request": [], "total": []}
-    current = None
-    try:
+class _ByHand:
+    """llama-server's own share of a swap, done by hand and timed phase by phase: SIGTERM to
+    exit, spawn to its readiness line (read from its log: no polling to steal CPU from the
+    loading child), one request on a fresh connection (an open keep-alive would make the next
+    stop wait for it)."""
+
+    def __init__(self, binary: Path, models: dict[str, Path]) -> None:
+        self.binary = binary
+        self.models = models
+        self.current: h.subprocess.Popen[bytes] | None = None
+        self.phases: dict[str, list[float]] = {"stop": [], "ready": [], "request": []}
+
+    def __enter__(self) -> _ByHand:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.current is not None:
+            h.stop(self.current)
+
+    def swap(self, name: str) -> float:
+        t0 = time.perf_counter()
+        if self.current is not None:
+            h.stop(self.current)
+        t1 = time.perf_counter()
+        port = h.free_port()
+        argv = [str(self.binary), "-m", str(self.models[name])]
+        argv += ["--host", "127.0.0.1", "--port", str(port), *CTX]
+        self.current = h.subprocess.Popen(
+            argv,
+            stdin=h.subprocess.DEVNULL,
+            stdout=h.subprocess.PIPE,
+            stderr=h.subprocess.STDOUT,
+            start_new_session=True,
+        )
+        assert self.current.stdout is not None
+        for line in self.current.stdout:
+            if b"listening on" in line:
+                break
+        t2 = time.perf_counter()
+        h.drain(self.current.stdout)  # so it never blocks on a full pipe
         with httpx.Client(timeout=120) as c:
-            for i in range(n + 1):
-                t0 = time.perf_counter()
-                if current is not None:
-                    h.stop(current)
-                t1 = time.perf_counter()
-                port = h.free_port()
-                argv = [
-                    str(binary),
-                    "-m",
-                    str(paths[i % 2]),
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    *CTX,
-                ]
-                current = h.subprocess.Popen(
-                    argv,
-                    stdin=h.subprocess.DEVNULL,
-                    stdout=h.subprocess.PIPE,
-                    stderr=h.subprocess.STDOUT,
-                    start_new_session=True,
-                )
-                assert current.stdout is not None
-                for line in current.stdout:
-                    if b"listening on" in line:
-                        break
-                t2 = time.perf_counter()
-                # keep draining its log so it never blocks on a full pipe
-                h.drain(current.stdout)
-                h.request_latency(
-                    c, f"http://127.0.0.1:{port}/v1/chat/completions", h.chat_body(None)
-                )
-                t3 = time.perf_counter()
-                if i > 0:
-                    out["stop"].append(t1 - t0)
-                    out["ready"].append(t2 - t1)
-                    out["request"].append(t3 - t2)
-                    out["total"].append(t3 - t0)
-    finally:
-        if current is not None:
-            h.stop(current)
-    return out
+            url = f"http://127.0.0.1:{port}/v1/chat/completions"
+            h.request_latency(c, url, h.chat_body(None))
+        t3 = time.perf_counter()
+        for k, v in (("stop", t1 - t0), ("ready", t2 - t1), ("request", t3 - t2)):
+            self.phases[k].append(v)
+        return t3 - t0
 
 
 def bench_cold(binary: Path, smol: Path) -> dict[str, object]:
