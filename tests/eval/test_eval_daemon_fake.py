@@ -112,9 +112,29 @@ def test_ab_through_the_daemon_sends_each_flag_set(
         next(v for k, v in itertools.pairwise(f) if k == "--cache-type-k"): n
         for f, n in counts.items()
     }
-    assert by_kv == {"f16": 6, "q8_0": 6}  # 3 MMLU + 3 GSM8K questions per side
+    # per side: 3 MMLU + 3 GSM8K questions, and each run's GET /props for its concurrency
+    assert by_kv == {"f16": 8, "q8_0": 8}
     records = [r for p in out.glob("*/*.jsonl") for r in lines_of(p)]
     assert len(records) == 12
     again = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120, check=False)
     assert again.returncode == 0, again.stderr
     assert served(daemon) == counts  # the rerun reused every answer on disk
+
+
+@pytest.mark.anyio
+async def test_concurrency_defaults_to_the_slots_of_the_sidecar_behind_the_daemon(
+    daemon: str, tmp_path: Path
+) -> None:
+    from eval_test_helpers import DATA
+
+    from llamasc.eval import EvalOptions, evaluate, load_items
+
+    items = load_items("gsm8k", DATA / "gsm8k_small.jsonl")
+    for slots in (3, 5):
+        opts = EvalOptions(
+            endpoint=daemon, out_dir=tmp_path / str(slots), max_tokens=8, flags=f"-np {slots}"
+        )
+        result = await evaluate("gsm8k", items, opts)
+        assert result.concurrency == slots
+    parallel = {dict(itertools.pairwise(f)).get("--parallel") for f in served(daemon)}
+    assert parallel == {"3", "5"}

@@ -285,3 +285,30 @@ async def test_a_stopping_sidecar_loses_its_idle_connections_at_once(
     fake_pool.on_change()  # type: ignore[attr-defined]
     assert not up._idle
     assert info.hash not in state.upstreams._by_key
+
+
+async def test_props_are_those_of_the_models_sidecar(
+    make_app: AppFactory, client: httpx.AsyncClient, fake_pool: FakePool
+) -> None:
+    flags = {"X-Agent-Flags": "--top-k 20"}
+    r = await client.get("/props", params={"model": "m2"}, headers=flags)
+    assert r.status_code == 200, r.text
+    assert r.json()["total_slots"] >= 1
+    assert fake_pool.leases == [("m2", ("--top-k", "20"))]
+    r = await client.get("/props", headers={"X-Model-Id": "m1"})
+    assert r.status_code == 200
+    assert fake_pool.leases[-1] == ("m1", ())
+    # which model, when several are served, must be said
+    message = assert_envelope(await client.get("/props"), 400, "invalid_request")
+    assert "?model=" in message
+    assert "m1, m2" in message
+    assert_envelope(await client.get("/props", params={"model": "nope"}), 404, "model_not_found")
+    r = await client.post("/props", json={"model": "m1"})
+    assert_envelope(r, 405, "method_not_allowed")
+    assert r.headers["allow"] == "GET"
+    # one model: it is the default
+    one = FakePool(fake_pool.base_url, ["solo"])
+    transport = httpx.ASGITransport(app=make_app(pool=one))
+    async with httpx.AsyncClient(transport=transport, base_url="http://llamasc") as c:
+        assert (await c.get("/props")).status_code == 200
+    assert one.leases == [("solo", ())]

@@ -93,9 +93,9 @@ class ChatClient:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def _get_json(self, path: str) -> Any:
+    async def _get_json(self, path: str, params: dict[str, str] | None = None) -> Any:
         try:
-            resp = await self._client.get(path)
+            resp = await self._client.get(path, params=params)
         except httpx.TransportError as exc:
             raise DaemonUnreachableError(f"cannot reach {self.base_url}: {exc}") from None
         if resp.status_code != 200:
@@ -109,8 +109,10 @@ class ChatClient:
             return False
         return resp.status_code == 200
 
-    async def props(self) -> dict[str, Any]:
-        data = await self._get_json("/props")
+    async def props(self, model: str | None = None) -> dict[str, Any]:
+        """llama-server's /props; through a llamasc daemon, those of ``model``'s sidecar for
+        this client's flags (the daemon starts it if it is not running)."""
+        data = await self._get_json("/props", {"model": model} if model else None)
         return data if isinstance(data, dict) else {}
 
     async def models(self) -> list[str]:

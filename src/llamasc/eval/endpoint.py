@@ -38,7 +38,8 @@ def _looks_like_llamasc(body: Any) -> bool:
 
 
 async def probe(base_url: str, api_key: str | None = None, wait_s: float = 10.0) -> EndpointInfo:
-    """Ask /health, /v1/models and /props. Raises DaemonUnreachableError if nothing answers."""
+    """Ask /health, /v1/models and (not a daemon) /props. Raises DaemonUnreachableError if
+    nothing answers."""
     base = normalize_base_url(base_url)
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     async with httpx.AsyncClient(base_url=base, headers=headers, timeout=wait_s) as http:
@@ -64,14 +65,16 @@ async def probe(base_url: str, api_key: str | None = None, wait_s: float = 10.0)
         except (httpx.HTTPError, ValueError, AttributeError):
             pass
     slots: int | None = None
-    async with ChatClient(base, api_key=api_key, timeout=wait_s) as client:
-        try:
-            props = await client.props()
-            value = props.get("total_slots")
-            slots = int(value) if isinstance(value, int) and value > 0 else None
-        except LlamascError:
-            slots = None
-    return EndpointInfo(base, _looks_like_llamasc(body), models, slots)
+    is_llamasc = _looks_like_llamasc(body)
+    if not is_llamasc:  # a daemon's /props is per sidecar: asked once model and flags are known
+        async with ChatClient(base, api_key=api_key, timeout=wait_s) as client:
+            try:
+                props = await client.props()
+                value = props.get("total_slots")
+                slots = int(value) if isinstance(value, int) and value > 0 else None
+            except LlamascError:
+                slots = None
+    return EndpointInfo(base, is_llamasc, models, slots)
 
 
 def resolve_model(info: EndpointInfo, model: str | None) -> str:

@@ -79,6 +79,7 @@ class RunResult:
     asked: int
     reused: int
     corrupt_lines: list[int]
+    concurrency: int = 1  # requests in flight at most (--concurrency, else the server's slots)
 
 
 def canonical_flags(flags: str | None, *, untrusted: bool = False) -> tuple[str, ...]:
@@ -199,6 +200,16 @@ class _Asker:
                 raise exc
 
 
+async def _sidecar_slots(client: ChatClient, model: str) -> int | None:
+    """The slots of the sidecar a daemon runs for ``model`` and the client's flags."""
+    try:
+        value = (await client.props(model)).get("total_slots")
+    except LlamascError as exc:
+        log.debug("GET /props?model=%s failed: %s", model, exc)
+        return None
+    return value if isinstance(value, int) and value > 0 else None
+
+
 async def evaluate(
     benchmark: Benchmark, items: Sequence[Item], opts: EvalOptions, reporter: Reporter | None = None
 ) -> RunResult:
@@ -244,6 +255,8 @@ async def evaluate(
                 flags=send_flags,
                 timeout=opts.request_timeout,
             ) as client:
+                if not opts.concurrency and info.is_llamasc and model:
+                    concurrency = await _sidecar_slots(client, model) or concurrency
                 asker = _Asker(spec, store, client, opts, reporter)
                 await asker.run(todo, concurrency)
         except _ServerGone as exc:
@@ -267,6 +280,7 @@ async def evaluate(
         asked=len(todo),
         reused=len(items) - len(todo),
         corrupt_lines=loaded.corrupt_lines,
+        concurrency=concurrency,
     )
 
 

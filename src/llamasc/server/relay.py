@@ -1,5 +1,9 @@
 """The inference routes: a lean raw-ASGI reverse proxy to the sidecars.
 
+``GET /props?model=ID`` (or with ``X-Model-Id``) is relayed the same way, to the sidecar of that
+model and ``X-Agent-Flags`` (started if needed, as llama.cpp's router does): it tells a client
+such as ``llamasc eval`` how many slots its requests will find.
+
 This is the hot path, so it avoids every per-request cost it can: no framework routing, the
 body is read once and forwarded as the original bytes, the model is found without parsing the
 body when ``X-Model-Id`` is given, accepted ``X-Agent-Flags`` values are cached, connections to
@@ -12,12 +16,14 @@ import asyncio
 import json
 import logging
 from typing import Any
+from urllib.parse import parse_qs
 
 from starlette.types import Receive, Scope, Send
 
 from llamasc.errors import (
     AuthError,
     LlamascError,
+    RequestError,
     ShuttingDownError,
     UpstreamError,
 )
@@ -47,8 +53,10 @@ PROXY_PATHS: frozenset[str] = frozenset(
         "/rerank",
         "/v1/reranking",
         "/reranking",
+        "/props",
     }
 )
+PROPS_PATH = "/props"
 
 # Not forwarded upstream: hop-by-hop headers, ours (auth, routing), and the ones we set.
 _DROP_REQUEST = frozenset(
@@ -132,9 +140,10 @@ class Proxy:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         st = self.state
-        if scope["method"] != "POST":
+        method = "GET" if scope["path"] == PROPS_PATH else "POST"
+        if scope["method"] != method:
             await send_error(
-                send, MethodNotAllowedError(f"{scope['path']} accepts only POST", allow="POST")
+                send, MethodNotAllowedError(f"{scope['path']} accepts only {method}", allow=method)
             )
             return
         model_h = flags_h = auth_h = length_h = None
@@ -159,7 +168,10 @@ class Proxy:
         try:
             body = await read_body(receive, st.body_limit, length_h)
             model = header_text(model_h, "X-Model-Id") if model_h is not None else ""
-            if not model:
+            if method == "GET":
+                model = model or self._props_model(scope)
+                body = b""
+            elif not model:
                 model = model_from_body(body)
             flags = st.gate.canonical(header_text(flags_h, "X-Agent-Flags")) if flags_h else ()
         except LlamascError as exc:
@@ -169,7 +181,9 @@ class Proxy:
         timer = asyncio.get_running_loop().call_later(WATCH_AFTER, call.watch)
         try:
             async with st.pool.lease(model, flags) as lease:
-                await self._forward(scope, send, lease, body=body, fwd=fwd, call=call)
+                await self._forward(
+                    scope, send, lease, method=method.encode(), body=body, fwd=fwd, call=call
+                )
         except asyncio.CancelledError:
             if call.client_gone and call.task is not None:
                 call.task.uncancel()
@@ -191,24 +205,39 @@ class Proxy:
             if call.watcher is not None:
                 call.watcher.cancel()
 
+    def _props_model(self, scope: Scope) -> str:
+        """The model of ``GET /props``: ``?model=``, or the only model there is."""
+        raw: bytes = scope["query_string"]
+        model = (parse_qs(raw.decode("latin-1")).get("model") or [""])[-1].strip()
+        if model:
+            return model
+        known = self.state.catalog.ids()
+        if len(known) == 1:
+            return known[0]
+        raise RequestError(
+            "GET /props needs a model: ?model=ID or the X-Model-Id header "
+            f"(known: {', '.join(known[:20]) or 'none'})"
+        )
+
     async def _forward(
         self,
         scope: Scope,
         send: Send,
         lease: LeaseLike,
         *,
+        method: bytes,
         body: bytes,
         fwd: list[tuple[bytes, bytes]],
         call: _Call,
     ) -> None:
         up = self.state.upstreams.for_lease(lease)
         target: bytes = scope.get("raw_path") or scope["path"].encode()
-        if scope["query_string"]:
+        if scope["query_string"] and method == b"POST":  # GET /props: ?model= is ours
             target += b"?" + scope["query_string"]
         fwd.append((b"content-length", b"%d" % len(body)))
         where = f"llama-server for {lease.model_id!r} on port {lease.port}"
         try:
-            conn = await up.send(up.head(b"POST", target, fwd) + body)
+            conn = await up.send(up.head(method, target, fwd) + body)
         except UpstreamTimeout as exc:
             raise UpstreamError(f"{where} timed out: {exc}") from None
         except UpstreamConnectError as exc:
