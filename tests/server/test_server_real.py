@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from server_fakes import ThreadDaemon, free_port_range
+from server_fakes import ThreadDaemon, free_port_range, wait_until
 
 from llamasc.config.settings import settings_from_sources
 
@@ -100,20 +100,29 @@ def test_agent_flags_make_a_second_sidecar(real_daemon: RealFactory) -> None:
         )
         assert bad.status_code == 400
         assert len(bad.json()["error"]["details"]) == 2
+        # /props of the flagged sidecar: llama-server's own answer, through the daemon
+        props = c.get("/props", params={"model": "smol"}, headers={"X-Agent-Flags": "--top-k 1"})
+        assert props.status_code == 200, props.text
+        assert props.json()["total_slots"] >= 1
+        assert props.json()["default_generation_settings"]["params"]["top_k"] == 1
     flags = sorted(tuple(s["flags"]) for s in d.sidecars())
     assert len(flags) == 2
     assert any("--top-k" in f for f in flags)
 
 
+@pytest.mark.parametrize("overlap", [False, True], ids=["sequential", "overlap-swaps"])
 def test_swap_between_two_models_with_one_slot(
-    real_daemon: RealFactory, smollm2_path: Path, gemma_path: Path
+    real_daemon: RealFactory, smollm2_path: Path, gemma_path: Path, overlap: bool
 ) -> None:
-    d = real_daemon({"smol": smollm2_path, "gemma": gemma_path}, max_sidecars="1")
+    models = {"smol": smollm2_path, "gemma": gemma_path}
+    d = real_daemon(models, max_sidecars="1", overlap_swaps=overlap)
     with httpx.Client(base_url=d.url, timeout=120) as c:
         for model in ("smol", "gemma", "smol"):
             r = c.post("/v1/chat/completions", json=_chat(model))
             assert r.status_code == 200, r.text
-            assert [s["model"] for s in d.sidecars()] == [model]
+            # with overlap the evicted one may still be on its way out for a moment
+            only = [model]
+            wait_until(lambda: [s["model"] for s in d.sidecars()] == only, 30, "one sidecar")
 
 
 def test_corrupt_gguf_is_502_with_llama_servers_error(
