@@ -120,9 +120,12 @@ def test_swap_between_two_models_with_one_slot(
         for model in ("smol", "gemma", "smol"):
             r = c.post("/v1/chat/completions", json=_chat(model))
             assert r.status_code == 200, r.text
+
             # with overlap the evicted one may still be on its way out for a moment
-            only = [model]
-            wait_until(lambda: [s["model"] for s in d.sidecars()] == only, 30, "one sidecar")
+            def alone(want: str = model) -> bool:
+                return [s["model"] for s in d.sidecars()] == [want]
+
+            wait_until(alone, 30, f"{model} alone")
 
 
 def test_corrupt_gguf_is_502_with_llama_servers_error(
