@@ -1,0 +1,82 @@
+"""Two llamasc daemons side by side in one run: is a change to the hot path worth it? Prints JSON.
+
+Each daemon runs the ``src`` tree given (another checkout, e.g. ``git worktree add /tmp/base
+HEAD~1``), both in front of their own real llama-server with SmolLM2; direct requests to a third
+llama-server are the reference. Rounds of 1-token chat completions in a new random order each
+round; reported: each daemon's added latency (paired median against direct) and B minus A.
+
+Usage: python benchmarks/bench_overhead_ab.py --a OTHER/src [--b src]   (BENCH_AB_N=300)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import sys
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _harness as h
+import bench_serve as b
+
+N = int(os.environ.get("BENCH_AB_N", "300"))
+PATH = "/v1/chat/completions"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--a", type=Path, required=True, help="src directory of daemon A")
+    ap.add_argument("--b", type=Path, default=h.ROOT / "src", help="src directory of daemon B")
+    args = ap.parse_args()
+    for src in (args.a, args.b):
+        if not (src / "llamasc" / "__init__.py").is_file():
+            raise SystemExit(f"{src}: not a src directory with llamasc in it")
+    binary, smol = h.llama_server_bin(), h.smollm2()
+    with (
+        b.direct(binary, smol) as d_url,
+        b.daemon({"smol": smol}, 1, binary, PYTHONPATH=str(args.a.resolve())) as (a_url, _),
+        b.daemon({"smol": smol}, 1, binary, PYTHONPATH=str(args.b.resolve())) as (b_url, _),
+        httpx.Client(timeout=60) as c,
+    ):
+        targets = {
+            "direct": (d_url + PATH, h.chat_body(None)),
+            "a": (a_url + PATH, h.chat_body("smol")),
+            "b": (b_url + PATH, h.chat_body("smol")),
+        }
+        times: dict[str, list[float]] = {k: [] for k in targets}
+        rng = random.Random(0)
+        order = list(targets)
+        for i in range(N + 10):
+            rng.shuffle(order)
+            for name in order:
+                url, body = targets[name]
+                try:
+                    dt = h.request_latency(c, url, body)
+                except httpx.RemoteProtocolError:  # llama-server ended a kept-alive connection
+                    dt = h.request_latency(c, url, body)
+                if i >= 10:  # the first rounds warm everything up
+                    times[name].append(dt)
+
+    def paired(x: str, y: str) -> float:
+        return round(
+            statistics.median(p - q for p, q in zip(times[x], times[y], strict=True)) * 1e3, 3
+        )
+
+    report = {
+        "benchmark": "overhead_ab",
+        "n": N,
+        "a": str(args.a),
+        "b": str(args.b),
+        "added_ms_median_paired": {"a": paired("a", "direct"), "b": paired("b", "direct")},
+        "b_minus_a_ms_median_paired": paired("b", "a"),
+    }
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
