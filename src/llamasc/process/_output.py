@@ -131,8 +131,10 @@ class OutputPump:
         # log-file write competing with the relay on the event loop thread.
         # Once the child is ready, the reader also rests a moment after each read (``pace``):
         # a request's closing lines then wait in the pipe while its answer is relayed, rather
-        # than wake this thread at that very moment (measured: 0.35-0.43 ms per request on
-        # 2 cores). The pipe holds far more than llama-server logs in that time.
+        # than wake this thread at that very moment. Measured side by side on 2 cores
+        # (benchmarks/bench_overhead_ab.py): 0.05-0.5 ms less added latency per short request,
+        # a noisy figure. The pipe holds far more than llama-server logs in that time, and
+        # llama.cpp's logger queues rather than block its other threads on a full pipe.
         read = getattr(self._stream, "read1", self._stream.read)  # read1: one syscall at most
         pending = b""
         try:
