@@ -76,6 +76,7 @@ _DROP_RESPONSE = frozenset(
 _SSE = b"text/event-stream"
 _TIMINGS = b'"timings":'
 _TAIL = 16384
+_DECODER = json.JSONDecoder()  # one for all: building one costs ~8 µs a request
 # Most answers (a short completion, an embedding) are done before this: they never pay for a
 # disconnect watcher. Longer ones get one, so a client that leaves stops its generation.
 WATCH_AFTER = 0.1
@@ -126,7 +127,7 @@ def find_timings(before: bytes, last: bytes) -> dict[str, Any] | None:
         return None
     try:
         text = blob[at + len(_TIMINGS) :].decode("utf-8", "replace").lstrip()
-        value, _ = json.JSONDecoder().raw_decode(text)
+        value, _ = _DECODER.raw_decode(text)
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
