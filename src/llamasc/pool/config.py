@@ -13,7 +13,8 @@ from llamasc.pool.ports import DEFAULT_PORT_RANGE, check_port_range
 class PoolConfig:
     """How many children, on which ports, and how long to wait for what.
 
-    - ``max_sidecars``: live children at most (starting, ready and stopping all count).
+    - ``max_sidecars``: children at most (starting, ready and stopping all count; with
+      ``overlap_swaps``, one stopping child does not).
     - ``queue_timeout``: how long a request waits for room before a 503 (capacity).
     - ``max_queue``: requests waiting at most; more are refused at once with a 503.
     - ``health_timeout``: how long a child may take to become ready.
