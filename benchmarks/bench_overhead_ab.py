@@ -1,6 +1,6 @@
 """Two llamasc daemons side by side in one run: is a change to the hot path worth it? Prints JSON.
 
-Each daemon runs the ``src`` tree given (another checkout, e.g. ``git worktree add /tmp/base
+Each daemon runs the ``src`` tree given (another checkout, e.g. ``git worktree add ../base
 HEAD~1``), both in front of their own real llama-server with SmolLM2; direct requests to a third
 llama-server are the reference. Rounds of 1-token chat completions in a new random order each
 round; reported: each daemon's added latency (paired median against direct) and B minus A.
