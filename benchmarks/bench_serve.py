@@ -4,7 +4,7 @@ Against the real llama-server with SmolLM2-135M and Gemma-3-270M, and against ll
 router mode (``llama-server --models-dir DIR --models-max 1``) on the same models:
 
 - overhead: warm 1-token chat completion through llamasc minus direct to llama-server
-  (median of >= 200, interleaved in a new random order each round); target <= 1.0 ms. The
+  (median of 400, interleaved in a new random order each round); target <= 1.0 ms. The
   router's is reported beside it.
 - swap: alternating two models with MAX_SIDECARS=1 / --models-max 1 so every request forces a
   swap (mean over >= 12; llamasc, llamasc --overlap-swaps, the router and llama-server by hand
@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _harness as h
 
 CTX = ["-c", "2048", "-np", "1"]
-N_OVERHEAD = int(os.environ.get("BENCH_OVERHEAD_N", "200"))
+N_OVERHEAD = int(os.environ.get("BENCH_OVERHEAD_N", "400"))
 N_SWAPS = int(os.environ.get("BENCH_SWAPS", "24"))
 N_COLD = int(os.environ.get("BENCH_COLD_N", "8"))
 
