@@ -137,6 +137,24 @@ async def test_a_paced_pump_rests_after_each_read_until_hurried() -> None:
         await asyncio.wait_for(eof.wait(), 5)
 
 
+@pytest.mark.anyio
+async def test_a_paced_pump_does_not_rest_while_the_child_floods_it() -> None:
+    loop = asyncio.get_running_loop()
+    r, w = os.pipe()
+    eof = asyncio.Event()
+    with open(r, "rb") as stream:
+        pump = OutputPump(stream, loop=loop, ring_lines=10, prefix="", on_eof=eof.set)
+        pump.pace(30.0)
+        pump.start()
+        os.write(w, b"x" * 100 + b"\n" + b"verbose line\n" * 1000)  # one read of ~13 KiB
+        await _until(lambda: pump.tail(1) == ["verbose line"])
+        os.write(w, b"next\n")
+        await _until(lambda: pump.tail(1) == ["next"], limit=5.0)
+        pump.hurry()  # "next" alone was a small read: the pump rests again
+        os.close(w)
+        await asyncio.wait_for(eof.wait(), 5)
+
+
 async def _until(cond: Callable[[], bool], limit: float = 5.0) -> None:
     async with asyncio.timeout(limit):
         while not cond():

@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 
 MAX_LINE = 8192
 _READ_SIZE = 65536
+# A read this big means the child logs a lot (-v): keep up rather than rest (Windows pipes
+# hold about 4 KiB).
+_REST_BELOW = 4096
 READY_LINE = re.compile(r"listening on (?:https?|unix)://(\S+)")
 # This llama-server build prefixes lines with elapsed time and a level: "0.00.006.367 E ".
 LOG_PREFIX = re.compile(r"^\d+\.\d+\.\d+\.\d+ ([A-Z]) ")
@@ -145,7 +148,7 @@ class OutputPump:
                     chunks.append(pending)
                     pending = b""
                 self._lines(chunks)
-                if self._pace:
+                if self._pace and len(data) < _REST_BELOW:  # a flood is drained at once
                     self._hurry.wait(self._pace)
             if pending:
                 self._lines([pending])
