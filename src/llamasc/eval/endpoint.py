@@ -68,13 +68,19 @@ async def probe(base_url: str, api_key: str | None = None, wait_s: float = 10.0)
     is_llamasc = _looks_like_llamasc(body)
     if not is_llamasc:  # a daemon's /props is per sidecar: asked once model and flags are known
         async with ChatClient(base, api_key=api_key, timeout=wait_s) as client:
-            try:
-                props = await client.props()
-                value = props.get("total_slots")
-                slots = int(value) if isinstance(value, int) and value > 0 else None
-            except LlamascError:
-                slots = None
+            slots = await server_slots(client)
     return EndpointInfo(base, is_llamasc, models, slots)
+
+
+async def server_slots(client: ChatClient, model: str | None = None) -> int | None:
+    """``total_slots`` from the server's /props (through a daemon: of ``model``'s sidecar for
+    the client's flags), or None if it does not say."""
+    try:
+        value = (await client.props(model)).get("total_slots")
+    except LlamascError as exc:
+        log.debug("GET /props (model %s) failed: %s", model, exc)
+        return None
+    return value if isinstance(value, int) and value > 0 else None
 
 
 def resolve_model(info: EndpointInfo, model: str | None) -> str:
@@ -107,4 +113,5 @@ __all__ = [
     "http_status",
     "probe",
     "resolve_model",
+    "server_slots",
 ]

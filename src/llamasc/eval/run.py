@@ -18,7 +18,13 @@ from llamasc.client import ChatClient, Completion
 from llamasc.errors import LlamascError, UpstreamError
 from llamasc.eval import grading
 from llamasc.eval.data import Benchmark, Item
-from llamasc.eval.endpoint import default_endpoint, http_status, probe, resolve_model
+from llamasc.eval.endpoint import (
+    default_endpoint,
+    http_status,
+    probe,
+    resolve_model,
+    server_slots,
+)
 from llamasc.eval.humaneval import default_exec_concurrency, execute
 from llamasc.eval.prompts import DEFAULT_MAX_TOKENS, messages, prompt_version
 from llamasc.eval.sandbox import SandboxLimits
@@ -200,16 +206,6 @@ class _Asker:
                 raise exc
 
 
-async def _sidecar_slots(client: ChatClient, model: str) -> int | None:
-    """The slots of the sidecar a daemon runs for ``model`` and the client's flags."""
-    try:
-        value = (await client.props(model)).get("total_slots")
-    except LlamascError as exc:
-        log.debug("GET /props?model=%s failed: %s", model, exc)
-        return None
-    return value if isinstance(value, int) and value > 0 else None
-
-
 async def evaluate(
     benchmark: Benchmark, items: Sequence[Item], opts: EvalOptions, reporter: Reporter | None = None
 ) -> RunResult:
@@ -256,7 +252,7 @@ async def evaluate(
                 timeout=opts.request_timeout,
             ) as client:
                 if not opts.concurrency and info.is_llamasc and model:
-                    concurrency = await _sidecar_slots(client, model) or concurrency
+                    concurrency = await server_slots(client, model) or concurrency
                 asker = _Asker(spec, store, client, opts, reporter)
                 await asker.run(todo, concurrency)
         except _ServerGone as exc:
