@@ -9,6 +9,7 @@ import random
 import re
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any
 
 from llamasc.errors import LlamascError, RemoteError, SpawnError
@@ -32,6 +33,19 @@ _VERSION = re.compile(r"version:\s*(.+)")
 # (our SSH forwards among them) cannot take a server's port between our check and its bind.
 PORT_RANGE = (20000, 32000)
 _BIND_RETRIES = 2
+
+
+def start_retrying_lost_port(start_once: Callable[[], RunningServer], host: str) -> RunningServer:
+    """``start_once()``, again (at most twice more) if llama-server lost the port it was given
+    to another process before binding it; ``start_once`` picks a new port each time."""
+    for attempt in range(_BIND_RETRIES + 1):
+        try:
+            return start_once()
+        except SpawnError as exc:
+            if attempt == _BIND_RETRIES or not exc.lost_port:
+                raise
+            log.warning("llama-server on %s lost its port; starting it again", host)
+    raise AssertionError("unreachable")
 
 
 def parse_version(output: str) -> str | None:
@@ -157,16 +171,8 @@ class RemoteLauncher(ABC):
         return tail(data.decode("utf-8", "replace"))
 
     def start(self, spec: LaunchSpec, *, timeout: float) -> RunningServer:
-        """Start llama-server and wait until it is ready; a server that lost its port to
-        another process before binding it is started again on another port."""
-        for attempt in range(_BIND_RETRIES + 1):
-            try:
-                return self._start_once(spec, timeout=timeout)
-            except SpawnError as exc:
-                if attempt == _BIND_RETRIES or not exc.lost_port:
-                    raise
-                log.warning("llama-server on %s lost its port; starting it again", self.host)
-        raise AssertionError("unreachable")
+        """Start llama-server and wait until it is ready (see :func:`start_retrying_lost_port`)."""
+        return start_retrying_lost_port(lambda: self._start_once(spec, timeout=timeout), self.host)
 
     def _start_once(self, spec: LaunchSpec, *, timeout: float) -> RunningServer:
         port = self._pick_port()

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from llamasc.errors import RemoteError, SpawnError
-from llamasc.remote._base import parse_version
+from llamasc.remote._base import parse_version, start_retrying_lost_port
 from llamasc.remote.launch import (
     LAUNCH_PREFIX,
     LaunchSpec,
@@ -99,15 +99,7 @@ class LocalLauncher:
         return found
 
     def start(self, spec: LaunchSpec, *, timeout: float) -> RunningServer:
-        for attempt in range(3):
-            try:
-                return self._start_once(spec, timeout)
-            except SpawnError as exc:
-                # The port we picked was taken between our probe and its bind: pick again.
-                if attempt == 2 or not exc.lost_port:
-                    raise
-                log.info("port race on localhost; retrying with another port")
-        raise AssertionError("unreachable")
+        return start_retrying_lost_port(lambda: self._start_once(spec, timeout), self.host)
 
     def _start_once(self, spec: LaunchSpec, timeout: float) -> RunningServer:
         port = free_local_port()
