@@ -126,12 +126,14 @@ class Children:
             alias=entry.id,
         )
 
-    async def _launch(self, child: Child, spec: LaunchSpec) -> ChildHandle:
+    async def _launch(self, child: Child, spec: LaunchSpec) -> tuple[ChildHandle, LaunchSpec]:
         """Run the launcher; if another process took the port between our free-port check
-        and llama-server's bind, move to another port and try again (twice at most)."""
+        and llama-server's bind, move to another port and try again (twice at most).
+        Returns the ready child and the spec it was started with."""
         for attempt in range(_BIND_RETRIES + 1):
             try:
-                return await self._launcher(spec, ready_timeout=self.config.health_timeout)
+                handle = await self._launcher(spec, ready_timeout=self.config.health_timeout)
+                return handle, spec
             except SpawnError as exc:
                 if attempt == _BIND_RETRIES or not exc.lost_port:
                     raise
@@ -155,8 +157,7 @@ class Children:
                 "starting %s for %s on port %d: %s",
                 *(key[:12], entry.id, child.port, " ".join(child.flags)),
             )
-            handle = await self._launch(child, spec)
-            spec = dataclasses.replace(spec, port=child.port)
+            handle, spec = await self._launch(child, spec)
         except asyncio.CancelledError:
             # a Stop aborted the start; the launcher killed its child on the way out
             self._gone(child)
