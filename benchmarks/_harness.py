@@ -9,8 +9,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -100,6 +102,47 @@ def stop(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
 def drain(stream: IO[bytes]) -> None:
     """Read ``stream`` to its end in a daemon thread (a child's log we do not need)."""
     threading.Thread(target=lambda: [None for _ in stream], daemon=True).start()
+
+
+def interleaved(
+    client: httpx.Client, targets: dict[str, tuple[str, dict[str, object]]], rounds: int
+) -> dict[str, list[float]]:
+    """``rounds`` rounds of one POST to each target, in a new random order every round (seeded).
+
+    A request pays for what the one before it left running (llama-server's worker threads
+    spin for a while after a graph), so a fixed order would charge that to whichever system
+    always comes second. A request on a connection llama-server ended is retried once.
+    """
+    times: dict[str, list[float]] = {name: [] for name in targets}
+    rng = random.Random(0)
+    order = list(targets)
+    for _ in range(rounds):
+        rng.shuffle(order)
+        for name in order:
+            url, body = targets[name]
+            try:
+                times[name].append(request_latency(client, url, body))
+            except httpx.RemoteProtocolError:  # llama-server ended a kept-alive connection
+                times[name].append(request_latency(client, url, body))
+    return times
+
+
+def paired_median_ms(times: dict[str, list[float]], a: str, b: str) -> float:
+    """Median of the round-by-round differences ``a - b``, in ms (less noisy than a difference
+    of medians)."""
+    return statistics.median(x - y for x, y in zip(times[a], times[b], strict=True)) * 1e3
+
+
+def shim_server(directory: Path, script: Path, *python_flags: str) -> tuple[Path, Path]:
+    """An executable ``llama-server`` in ``directory`` that runs ``script`` with this Python,
+    and a placeholder model file: a fake llama-server for the daemon to manage."""
+    exe = directory / "llama-server"
+    flags = "".join(f"{f} " for f in python_flags)
+    exe.write_text(f'#!/bin/sh\nexec "{sys.executable}" {flags}"{script}" "$@"\n')
+    exe.chmod(0o755)
+    model = directory / "fake.gguf"
+    model.write_bytes(b"GGUF")
+    return exe, model
 
 
 def llama_server_bin() -> Path:

@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
-import statistics
 import sys
 from pathlib import Path
 
@@ -25,6 +23,7 @@ import _harness as h
 import bench_serve as b
 
 N = int(os.environ.get("BENCH_AB_N", "300"))
+WARM_ROUNDS = 10
 PATH = "/v1/chat/completions"
 
 
@@ -48,32 +47,19 @@ def main() -> None:
             "a": (a_url + PATH, h.chat_body("smol")),
             "b": (b_url + PATH, h.chat_body("smol")),
         }
-        times: dict[str, list[float]] = {k: [] for k in targets}
-        rng = random.Random(0)
-        order = list(targets)
-        for i in range(N + 10):
-            rng.shuffle(order)
-            for name in order:
-                url, body = targets[name]
-                try:
-                    dt = h.request_latency(c, url, body)
-                except httpx.RemoteProtocolError:  # llama-server ended a kept-alive connection
-                    dt = h.request_latency(c, url, body)
-                if i >= 10:  # the first rounds warm everything up
-                    times[name].append(dt)
-
-    def paired(x: str, y: str) -> float:
-        return round(
-            statistics.median(p - q for p, q in zip(times[x], times[y], strict=True)) * 1e3, 3
-        )
+        h.interleaved(c, targets, WARM_ROUNDS)  # load, first prompt, keep-alive
+        times = h.interleaved(c, targets, N)
 
     report = {
         "benchmark": "overhead_ab",
         "n": N,
         "a": str(args.a),
         "b": str(args.b),
-        "added_ms_median_paired": {"a": paired("a", "direct"), "b": paired("b", "direct")},
-        "b_minus_a_ms_median_paired": paired("b", "a"),
+        "added_ms_median_paired": {
+            "a": round(h.paired_median_ms(times, "a", "direct"), 3),
+            "b": round(h.paired_median_ms(times, "b", "direct"), 3),
+        },
+        "b_minus_a_ms_median_paired": round(h.paired_median_ms(times, "b", "a"), 3),
     }
     print(json.dumps(report, indent=2))
 

@@ -32,11 +32,7 @@ PATH = "/v1/chat/completions"
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        exe = Path(tmp) / "llama-server"
-        exe.write_text(f'#!/bin/sh\nexec "{sys.executable}" -S "{FAKE}" "$@"\n')
-        exe.chmod(0o755)
-        model = Path(tmp) / "m.gguf"
-        model.write_bytes(b"GGUF")
+        exe, model = h.shim_server(Path(tmp), FAKE, "-S")
         with (
             b.direct(exe, model) as d_url,
             b.daemon({"m": model}, 1, exe) as (l_url, pid),
@@ -48,22 +44,17 @@ def main() -> None:
                 h.request_latency(c, l_url + PATH, l_body)
             proc = psutil.Process(pid)
             cpu0 = proc.cpu_times()
-            direct: list[float] = []
-            llamasc: list[float] = []
+            times: dict[str, list[float]] = {"direct": [], "llamasc": []}
             for _ in range(N):
-                direct.append(h.request_latency(c, d_url + PATH, d_body))
-                llamasc.append(h.request_latency(c, l_url + PATH, l_body))
+                times["direct"].append(h.request_latency(c, d_url + PATH, d_body))
+                times["llamasc"].append(h.request_latency(c, l_url + PATH, l_body))
             cpu1 = proc.cpu_times()
     cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
-    paired = [a - d for a, d in zip(llamasc, direct, strict=True)]
     report = {
         "benchmark": "overhead_fake",
         "n": N,
-        "median_ms": {
-            "direct": round(statistics.median(direct) * 1000, 3),
-            "llamasc": round(statistics.median(llamasc) * 1000, 3),
-        },
-        "llamasc_added_ms_median_paired": round(statistics.median(paired) * 1000, 3),
+        "median_ms": {k: round(statistics.median(v) * 1000, 3) for k, v in times.items()},
+        "llamasc_added_ms_median_paired": round(h.paired_median_ms(times, "llamasc", "direct"), 3),
         "daemon_cpu_ms_per_request": round(cpu / N * 1000, 3),
     }
     print(json.dumps(report, indent=2))

@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import random
 import statistics
 import sys
 import tempfile
@@ -123,30 +122,14 @@ def bench_overhead(binary: Path, smol: Path) -> dict[str, object]:
                         h.request_latency(c, url, body)
                     except httpx.RemoteProtocolError:
                         h.request_latency(c, url, body)
-        times: dict[str, list[float]] = {k: [] for k in targets}
-        # A new order every round: a request pays for what the one before it left running
-        # (llama-server's worker threads spin for a while after a graph), so a fixed order
-        # would charge that to whichever system always comes second.
-        rng = random.Random(0)
-        order = list(targets)
-        for _ in range(N_OVERHEAD):
-            rng.shuffle(order)
-            for name in order:
-                url, body = targets[name]
-                try:
-                    times[name].append(h.request_latency(c, url, body))
-                except httpx.RemoteProtocolError:  # llama-server ended a kept-alive connection
-                    times[name].append(h.request_latency(c, url, body))
+        times = h.interleaved(c, targets, N_OVERHEAD)
     med = {k: statistics.median(v) * 1000 for k, v in times.items()}
-    # Paired differences are less noisy than a difference of medians.
-    paired = [a - b for a, b in zip(times["llamasc"], times["direct"], strict=True)]
-    paired_router = [a - b for a, b in zip(times["router"], times["direct"], strict=True)]
-    added = statistics.median(paired) * 1000
+    added = h.paired_median_ms(times, "llamasc", "direct")
     return {
         "n": N_OVERHEAD,
         "median_ms": {k: round(v, 3) for k, v in med.items()},
         "llamasc_added_ms_median_paired": round(added, 3),
-        "router_added_ms_median_paired": round(statistics.median(paired_router) * 1000, 3),
+        "router_added_ms_median_paired": round(h.paired_median_ms(times, "router", "direct"), 3),
         "target_ms": 1.0,
         "meets_target": added <= 1.0,
     }
@@ -323,11 +306,7 @@ def _stream_stamps(c: httpx.Client, url: str, n: int, pace_us: int) -> tuple[lis
 def bench_relay() -> dict[str, object]:
     upstream = Path(__file__).resolve().parent / "_sse_upstream.py"
     with tempfile.TemporaryDirectory() as tmp:
-        exe = Path(tmp) / "llama-server"
-        exe.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{upstream}" "$@"\n')
-        exe.chmod(0o755)
-        fake_model = Path(tmp) / "relay.gguf"
-        fake_model.write_bytes(b"GGUF")
+        exe, fake_model = h.shim_server(Path(tmp), upstream)
         with (
             direct(exe, fake_model) as d_url,
             daemon({"relay": fake_model}, 1, exe) as (l_url, _),
