@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -117,15 +118,29 @@ async def test_pump_survives_undecodable_bytes() -> None:
     assert pump.tail(5) == ["ok", "\ufffd\ufffd broken"]
 
 
-@pytest.mark.anyio
-async def test_a_paced_pump_rests_after_each_read_until_hurried() -> None:
-    loop = asyncio.get_running_loop()
+@contextlib.asynccontextmanager
+async def _paced_pump(pace: float) -> AsyncIterator[tuple[OutputPump, int]]:
+    """A started pump pacing ``pace`` s over a pipe; yields it and the pipe's write end.
+    On the way out the pump is hurried, the pipe closed, and its EOF awaited."""
     r, w = os.pipe()
     eof = asyncio.Event()
     with open(r, "rb") as stream:
-        pump = OutputPump(stream, loop=loop, ring_lines=10, prefix="", on_eof=eof.set)
-        pump.pace(30.0)
+        pump = OutputPump(
+            stream, loop=asyncio.get_running_loop(), ring_lines=10, prefix="", on_eof=eof.set
+        )
+        pump.pace(pace)
         pump.start()
+        try:
+            yield pump, w
+        finally:
+            pump.hurry()
+            os.close(w)
+            await asyncio.wait_for(eof.wait(), 5)
+
+
+@pytest.mark.anyio
+async def test_a_paced_pump_rests_after_each_read_until_hurried() -> None:
+    async with _paced_pump(30.0) as (pump, w):
         os.write(w, b"first\n")
         await _until(lambda: pump.tail(5) == ["first"])
         os.write(w, b"second\n")
@@ -133,26 +148,15 @@ async def test_a_paced_pump_rests_after_each_read_until_hurried() -> None:
         assert pump.tail(5) == ["first"], "read while resting"
         pump.hurry()
         await _until(lambda: pump.tail(5) == ["first", "second"])
-        os.close(w)
-        await asyncio.wait_for(eof.wait(), 5)
 
 
 @pytest.mark.anyio
 async def test_a_paced_pump_does_not_rest_while_the_child_floods_it() -> None:
-    loop = asyncio.get_running_loop()
-    r, w = os.pipe()
-    eof = asyncio.Event()
-    with open(r, "rb") as stream:
-        pump = OutputPump(stream, loop=loop, ring_lines=10, prefix="", on_eof=eof.set)
-        pump.pace(30.0)
-        pump.start()
+    async with _paced_pump(30.0) as (pump, w):
         os.write(w, b"x" * 100 + b"\n" + b"verbose line\n" * 1000)  # one read of ~13 KiB
         await _until(lambda: pump.tail(1) == ["verbose line"])
         os.write(w, b"next\n")
         await _until(lambda: pump.tail(1) == ["next"], limit=5.0)
-        pump.hurry()  # "next" alone was a small read: the pump rests again
-        os.close(w)
-        await asyncio.wait_for(eof.wait(), 5)
 
 
 async def _until(cond: Callable[[], bool], limit: float = 5.0) -> None:
