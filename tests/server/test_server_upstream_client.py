@@ -77,6 +77,14 @@ def request(up: Upstream, body: bytes = b'{"n": 1}') -> bytes:
     )
 
 
+async def fetch(up: Upstream, data: bytes) -> bytes:
+    """Send one request, read its whole answer, give the connection back."""
+    conn = await up.send(data)
+    body = await read_all(conn)
+    conn.release()
+    return body
+
+
 async def read_all(conn: Connection) -> bytes:
     parts = []
     while chunk := await conn.read():
@@ -129,9 +137,7 @@ async def test_concurrent_requests_use_separate_connections(echo: tuple[Server, 
     a.release()
     b.release()
     assert server.connections == 2
-    conn = await up.send(request(up, b"c"))  # an idle one is reused
-    assert await read_all(conn) == b"c"
-    conn.release()
+    assert await fetch(up, request(up, b"c")) == b"c"  # an idle one is reused
     assert server.connections == 2
 
 
@@ -158,9 +164,7 @@ async def test_chunked_body_arrives_chunk_by_chunk() -> None:
         go_on.set()
         assert await read_all(conn) == b"second"
         conn.release()
-        conn = await up.send(request(up))
-        assert await read_all(conn) == b"again"
-        conn.release()
+        assert await fetch(up, request(up)) == b"again"
         up.close()
     assert server.connections == 1
 
@@ -174,9 +178,7 @@ async def test_close_delimited_body_ends_with_the_connection() -> None:
     server = Server(handler)
     async with server as up:
         for _ in range(2):
-            conn = await up.send(request(up))
-            assert await read_all(conn) == b"all of it"
-            conn.release()
+            assert await fetch(up, request(up)) == b"all of it"
         up.close()
     assert server.connections == 2  # such a connection is never reused
     assert len(server.requests) == 2
@@ -192,9 +194,7 @@ async def test_connection_close_header_is_honoured() -> None:
     server = Server(handler)
     async with server as up:
         for _ in range(2):
-            conn = await up.send(request(up))
-            assert await read_all(conn) == b"bye"
-            conn.release()
+            assert await fetch(up, request(up)) == b"bye"
         up.close()
     assert server.connections == 2
 
@@ -227,9 +227,7 @@ async def test_eof_while_idle_drops_the_connection_before_use() -> None:
         assert await read_all(conn) == b"once"
         conn.release()
         await until(lambda: conn.closed, "the client to see the idle connection's EOF")
-        conn = await up.send(request(up))
-        assert await read_all(conn) == b"once"
-        conn.release()
+        assert await fetch(up, request(up)) == b"once"
         up.close()
     assert server.connections == 2
     assert len(server.requests) == 2  # nothing was sent into the dead connection
@@ -263,12 +261,8 @@ async def test_stale_reused_connection_is_retried_once_on_a_new_one() -> None:
 
     server = Server(handler)
     async with server as up:
-        conn = await up.send(request(up))
-        assert await read_all(conn) == b"first"
-        conn.release()
-        conn = await up.send(request(up))
-        assert await read_all(conn) == b"first"  # answered on a second connection
-        conn.release()
+        assert await fetch(up, request(up)) == b"first"
+        assert await fetch(up, request(up)) == b"first"  # answered on a second connection
         up.close()
     assert server.connections == 2
     assert len(server.requests) == 3
@@ -398,17 +392,13 @@ async def test_expired_idle_connection_is_not_reused(
     server, up = echo
     monkeypatch.setattr(upstream_mod, "KEEPALIVE_EXPIRY", -1.0)
     for _ in range(2):
-        conn = await up.send(request(up))
-        await read_all(conn)
-        conn.release()
+        await fetch(up, request(up))
     assert server.connections == 2
 
 
 async def test_closed_upstream_refuses_new_requests(echo: tuple[Server, Upstream]) -> None:
     server, up = echo
-    conn = await up.send(request(up))
-    await read_all(conn)
-    conn.release()
+    await fetch(up, request(up))
     up.close()
     await until(lambda: server.eofs == 1, "the idle connection to be closed")
     with pytest.raises(UpstreamClosed):
