@@ -32,3 +32,8 @@ def free_port_block(n: int) -> tuple[int, int]:
         if all(_bindable(p) for p in range(base, base + n)):
             return base, base + n - 1
     raise AssertionError("no block of free ports found")
+
+
+def free_port() -> int:
+    """One port, free now, below the ephemeral range (see the module docstring)."""
+    return free_port_block(1)[0]

@@ -39,36 +39,55 @@ def _env(tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "LLAMASC_HOME": str(tmp_path / "home"), "COLUMNS": "120"}
 
 
-def _wait_for_records(out: Path, n: int, proc: subprocess.Popen[bytes]) -> None:
+HELD_AFTER = 3  # measured records before the fake holds the next request
+
+
+def _wait_until_held(out: Path, hold: Path, proc: subprocess.Popen[bytes]) -> None:
+    """Until the sweep has HELD_AFTER records and its next request is held by the fake."""
+    count = Path(f"{hold}.count")
     deadline = time.monotonic() + 60
-    while len(ok_records(out)) < n:
+    while len(ok_records(out)) < HELD_AFTER or _size(count) <= 1 + HELD_AFTER:
         assert proc.poll() is None, "bench ended before it was interrupted"
         assert time.monotonic() < deadline, "no progress"
         time.sleep(0.05)
 
 
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
+
+
 @pytest.fixture
-def bench_setup(tmp_path: Path) -> tuple[Path, Path, Path]:
+def bench_setup(tmp_path: Path) -> tuple[Path, Path, Path, Path]:
+    """The fake holds the request after the first cell's warm-up and HELD_AFTER measured
+    ones while the hold file exists: the sweep is then mid-way for sure when the signal
+    comes, however fast or slow the machine is (racing a sweep that had already finished
+    was this test's flake)."""
     models = tmp_path / "models"
     models.mkdir()
     (models / "alpha.gguf").write_bytes(b"GGUF")
-    # a little time per token, so that requests are in flight when the signal comes
-    binary = fake_server_wrapper(tmp_path / "bin", {"FAKE_LLAMA_TOKEN_DELAY": "0.02"})
-    return models, binary, tmp_path / "results.jsonl"
+    hold = tmp_path / "hold"
+    hold.touch()
+    env = {
+        "FAKE_LLAMA_TOKEN_DELAY": "0.02",
+        "FAKE_LLAMA_HOLD_FILE": str(hold),
+        "FAKE_LLAMA_HOLD_AFTER": str(1 + HELD_AFTER),
+    }
+    binary = fake_server_wrapper(tmp_path / "bin", env)
+    return models, binary, tmp_path / "results.jsonl", hold
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "sigkill"])
 def test_interrupted_sweep_resumes_without_duplicates(
-    sig: signal.Signals, tmp_path: Path, bench_setup: tuple[Path, Path, Path]
+    sig: signal.Signals, tmp_path: Path, bench_setup: tuple[Path, Path, Path, Path]
 ) -> None:
-    models, binary, out = bench_setup
+    models, binary, out, hold = bench_setup
     cmd, env = _cmd(tmp_path, models, binary, out), _env(tmp_path)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _wait_for_records(out, 3, proc)
+    _wait_until_held(out, hold, proc)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     measured_before = ok_records(out)
-    assert 3 <= len(measured_before) < EXPECTED
+    assert len(measured_before) == HELD_AFTER  # the held request was not recorded
     if sig == signal.SIGINT:
         assert proc.returncode == 130
         assert b"Traceback" not in err
@@ -78,6 +97,7 @@ def test_interrupted_sweep_resumes_without_duplicates(
         assert proc.returncode == -signal.SIGKILL
         assert processes_with(str(models)), "kill -9 leaves the current server orphaned"
 
+    hold.unlink()
     rerun = subprocess.run(cmd, env=env, capture_output=True, timeout=120, check=False)
     assert rerun.returncode == 0, rerun.stderr.decode()
     if sig == signal.SIGKILL:
@@ -93,16 +113,16 @@ def test_interrupted_sweep_resumes_without_duplicates(
 
 
 def test_sigterm_is_handled_like_ctrl_c(
-    tmp_path: Path, bench_setup: tuple[Path, Path, Path]
+    tmp_path: Path, bench_setup: tuple[Path, Path, Path, Path]
 ) -> None:
-    models, binary, out = bench_setup
+    models, binary, out, hold = bench_setup
     proc = subprocess.Popen(
         _cmd(tmp_path, models, binary, out),
         env=_env(tmp_path),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    _wait_for_records(out, 2, proc)
+    _wait_until_held(out, hold, proc)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err.decode()

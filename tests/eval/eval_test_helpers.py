@@ -4,17 +4,12 @@ sys.path)."""
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 from typing import Any
 
+from free_ports import free_port  # noqa: F401  (re-exported for the tests here)
+
 DATA = Path(__file__).parent / "data"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def lines_of(path: Path) -> list[dict[str, Any]]:

@@ -85,6 +85,18 @@ REASONS = {
 }
 
 
+def _hold(path: str, after: int) -> None:
+    """Count this completion in ``path``.count; past ``after``, wait while ``path`` exists."""
+    fd = os.open(path + ".count", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        os.write(fd, b"x")  # one byte a request: appends are atomic, the size is the count
+        n = os.fstat(fd).st_size
+    finally:
+        os.close(fd)
+    while n > after and os.path.exists(path):
+        time.sleep(0.02)
+
+
 class Handler(socketserver.StreamRequestHandler):
     """A minimal HTTP/1.1 server (keep-alive, chunked both ways).
 
@@ -237,6 +249,8 @@ class Handler(socketserver.StreamRequestHandler):
         fake = st.opts.fake
         if fake.get("hang-requests"):
             threading.Event().wait()
+        if fake.get("hold-file"):
+            _hold(str(fake["hold-file"]), int(fake.get("hold-after") or 0))
         crash_mid = bool(fake.get("crash-mid-stream"))
         if kind == "chat":
             words, prompt_n = replies.chat_words(req.get("messages"))

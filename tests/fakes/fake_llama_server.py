@@ -28,6 +28,9 @@ Fault injection, each as ``--fake-NAME`` or env ``FAKE_LLAMA_NAME`` (CLI wins):
   --fake-ignore-sigterm      ignore SIGTERM/SIGINT (and SIGBREAK on Windows)
   --fake-token-delay S       sleep S after each SSE chunk (0: as fast as possible, batched)
   --fake-chunks N            produce exactly N tokens per completion
+  --fake-hold-file PATH      with --fake-hold-after N: completions after the N-th (counted
+                             across processes in PATH.count) wait while PATH exists, so a
+                             test can interrupt a client at a known point, not by racing it
 """
 
 from __future__ import annotations
@@ -52,6 +55,8 @@ FAKE_SWITCHES: dict[str, type] = {
     "ignore-sigterm": bool,
     "token-delay": float,
     "chunks": int,
+    "hold-file": str,
+    "hold-after": int,
 }
 TRUTHY = {"1", "true", "yes", "on", "enabled"}
 

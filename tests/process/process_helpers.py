@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Callable
 
 import psutil
 
-
-def free_port() -> int:
-    """A port nobody listens on right now (bind port 0, read it, release it)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from free_ports import free_port  # noqa: F401  (re-exported for the tests here)
 
 
 def alive(pid: int) -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import socket
 import subprocess
 import threading
 import time
@@ -16,19 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from free_ports import free_port_block
+from free_ports import free_port, free_port_block
 from llamasc.config.settings import Settings
 from llamasc.errors import LlamascError, NotFoundError, UnknownModelError
 from llamasc.server import Daemon
 
 if TYPE_CHECKING:
     from llamasc.server import LlamascApp
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def free_port_range(width: int = 40) -> tuple[int, int]:

@@ -9,6 +9,12 @@ the children a previous run left there.
 A pid alone proves nothing: pids are reused. A recorded child is killed only if a process
 with that pid exists, was created at the recorded time, and runs the recorded arguments;
 anything else is an unrelated process and is left alone.
+
+"Created at the recorded time" is compared as time since boot on Linux: psutil's wall-clock
+creation time is the kernel's boot time plus the process's start ticks, and the boot time the
+kernel reports moves (in whole seconds) whenever the wall clock is stepped, as NTP does after
+a suspend or a VM snapshot restore. Compared as wall-clock time, a real leftover would then
+look like another process and be missed.
 """
 
 from __future__ import annotations
@@ -55,12 +61,24 @@ class ChildRecord:
     exe: str
     args_sha256: str
     n_args: int
+    # the system's boot time when the record was made (Linux): create_time - boot_time is
+    # the creation time since boot, which no clock step changes; None in old state files
+    boot_time: float | None = None
 
     @classmethod
     def of(
         cls, pid: int, create_time: float, port: int, key: str, argv: Sequence[str]
     ) -> ChildRecord:
-        return cls(pid, create_time, port, key, argv[0], fingerprint(argv[1:]), len(argv) - 1)
+        return cls(
+            pid,
+            create_time,
+            port,
+            key,
+            argv[0],
+            fingerprint(argv[1:]),
+            len(argv) - 1,
+            _boot_time(),
+        )
 
     @classmethod
     def for_server(cls, server: LlamaServer, key: str) -> ChildRecord:
@@ -76,13 +94,14 @@ class ChildRecord:
             exe=str(obj["exe"]),
             args_sha256=str(obj["args_sha256"]),
             n_args=int(obj["n_args"]),
+            boot_time=None if obj.get("boot_time") is None else float(obj["boot_time"]),
         )
 
     def live_process(self) -> psutil.Process | None:
         """The process this record names, if it still runs; None if it is gone or not it."""
         try:
             proc = psutil.Process(self.pid)
-            if abs(proc.create_time() - self.create_time) > CREATE_TIME_TOLERANCE:
+            if not _created_at(proc, self.create_time, self.boot_time):
                 return None
             if proc.status() == psutil.STATUS_ZOMBIE:
                 return None
@@ -96,9 +115,32 @@ class ChildRecord:
         return proc
 
 
+def _boot_time() -> float | None:
+    """The boot time creation times are derived from, where they are (Linux); else None.
+
+    (On Windows psutil derives the boot time from the uptime, so it jitters, while creation
+    times are wall-clock stamps of their own: there the wall-clock comparison is the right one.)
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return float(psutil.boot_time())
+    except (psutil.Error, OSError, RuntimeError):
+        return None
+
+
+def _created_at(proc: psutil.Process, create_time: float, boot_time: float | None) -> bool:
+    """Was ``proc`` created at ``create_time`` (read when the boot time was ``boot_time``)?"""
+    now_boot = _boot_time()
+    if boot_time is not None and now_boot is not None:
+        since_boot = proc.create_time() - now_boot
+        return abs(since_boot - (create_time - boot_time)) <= CREATE_TIME_TOLERANCE
+    return abs(proc.create_time() - create_time) <= CREATE_TIME_TOLERANCE
+
+
 def _daemon_identity() -> dict[str, Any]:
     me = psutil.Process()
-    return {"pid": me.pid, "create_time": me.create_time()}
+    return {"pid": me.pid, "create_time": me.create_time(), "boot_time": _boot_time()}
 
 
 class StateFile:
@@ -169,7 +211,10 @@ def _owner_alive(daemon: Any) -> bool:
     """Is the daemon that wrote the file still running (it may be us, or another one)?"""
     try:
         proc = psutil.Process(int(daemon["pid"]))
-        return abs(proc.create_time() - float(daemon["create_time"])) <= CREATE_TIME_TOLERANCE
+        boot = daemon.get("boot_time")
+        return _created_at(
+            proc, float(daemon["create_time"]), None if boot is None else float(boot)
+        )
     except (psutil.Error, KeyError, TypeError, ValueError):
         return False
 
