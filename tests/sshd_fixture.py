@@ -45,6 +45,15 @@ class SshServer:
         return self.log.read_text(errors="replace")
 
 
+POLLUTED_ENV = {
+    "LLAMA_ARG_CTX_SIZE": "64",
+    "LLAMA_ARG_N_PARALLEL": "7",
+    "LLAMA_ARG_SPEC_TYPE": "ngram-simple",
+    "LLAMA_ARG_ALIAS": "hijacked",
+    "HF_TOKEN": "remote-secret",
+}
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -77,6 +86,9 @@ def _config(d: Path, port: int) -> str:
         "LogLevel VERBOSE",
         "MaxSessions 100",
         "MaxStartups 100",
+        # What a user's login environment may hold: the launchers must scrub it, so every
+        # test over this sshd runs with it (and the ones that look check it is gone).
+        "SetEnv " + " ".join(f"{k}={v}" for k, v in POLLUTED_ENV.items()),
     ]
     if os.geteuid() == 0:
         lines.append("PermitRootLogin prohibit-password")

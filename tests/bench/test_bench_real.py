@@ -102,7 +102,8 @@ def test_real_sweep_over_ssh_and_its_report(bench: RealBench) -> None:
         assert rec["model_path"].endswith("SmolLM2 135M (Q4_1).gguf")
         assert rec["build"]  # from llama-server --version on the host
         assert rec["build_info"]  # from /props
-        assert rec["n_ctx"] == 512
+        assert rec["n_ctx"] == 512  # not the login environment's LLAMA_ARG_CTX_SIZE (sshd)
+        assert rec["total_slots"] == 1  # nor its LLAMA_ARG_N_PARALLEL
         assert 1 < rec["timings"]["predicted_n"] <= 16
         assert rec["finish_reason"] in ("stop", "length")
         assert rec["timings"]["prompt_n"] > 0  # cache_prompt off: the prompt is processed

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import stat
 import sys
+import urllib.request
 from pathlib import Path
 
 import psutil
@@ -74,3 +75,54 @@ def test_orphans_of_a_dead_bench_are_reaped(binary: Path, tmp_path: Path) -> Non
 def test_version_of_a_missing_binary(tmp_path: Path) -> None:
     with pytest.raises(RemoteError, match="cannot run"):
         LocalLauncher(tmp_path).version(str(tmp_path / "nope"))
+
+
+def test_a_local_launch_gets_the_daemons_environment_scrub(
+    binary: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LLAMA_ARG_* in the user's shell would silently change what bench measures."""
+    monkeypatch.setenv("LLAMASC_HOME", str(tmp_path / "home"))
+    for name, value in {
+        "LLAMA_ARG_CTX_SIZE": "64",
+        "LLAMA_ARG_N_PARALLEL": "7",
+        "LLAMA_ARG_SPEC_TYPE": "ngram-simple",
+        "HF_TOKEN": "secret",
+        "LLAMA_ARG_THREADS": "3",
+    }.items():
+        monkeypatch.setenv(name, value)
+    launcher = LocalLauncher(tmp_path / "state", stop_timeout=2)
+    spec = LaunchSpec(str(binary), ("-m", "x.gguf"), {"A": "1"}, keep_env=("LLAMA_ARG_THREADS",))
+    server = launcher.start(spec, timeout=20)
+    try:
+        with urllib.request.urlopen(f"{server.base_url}/props", timeout=10) as resp:
+            env = json.load(resp)["fake"]["env"]
+    finally:
+        launcher.stop(server)
+    assert not {"LLAMA_ARG_CTX_SIZE", "LLAMA_ARG_N_PARALLEL", "LLAMA_ARG_SPEC_TYPE"} & set(env)
+    assert "HF_TOKEN" not in env
+    assert env["LLAMA_ARG_THREADS"] == "3"  # --keep-env
+    assert env["A"] == "1"
+    assert Path(env["XDG_CONFIG_HOME"]).is_dir()  # the user's llama.cpp config.ini is not read
+
+
+@pytest.mark.real
+def test_the_real_server_of_a_local_bench_ignores_the_users_llama_arg_variables(
+    llama_server_bin: Path, smollm2_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What llama-server itself reports (/props), with the user's shell full of LLAMA_ARG_*:
+    the context, slots and alias are llama-server's defaults, not the shell's."""
+    monkeypatch.setenv("LLAMASC_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("LLAMA_ARG_CTX_SIZE", "64")
+    monkeypatch.setenv("LLAMA_ARG_N_PARALLEL", "7")
+    monkeypatch.setenv("LLAMA_ARG_ALIAS", "hijacked")
+    launcher = LocalLauncher(tmp_path / "state", stop_timeout=10)
+    args = ("-m", str(smollm2_path), "-c", "1024", "--no-warmup")
+    server = launcher.start(LaunchSpec(str(llama_server_bin), args), timeout=120)
+    try:
+        with urllib.request.urlopen(f"{server.base_url}/props", timeout=30) as resp:
+            props = json.load(resp)
+    finally:
+        launcher.stop(server)
+    assert props["default_generation_settings"]["n_ctx"] == 1024
+    assert props["total_slots"] != 7
+    assert props["model_alias"] != "hijacked"

@@ -18,7 +18,7 @@ from llamasc.errors import SpawnError
 from llamasc.remote.launch import LaunchSpec
 from llamasc.remote.posix import PosixLauncher
 from llamasc.remote.ssh import SSHOptions, SSHTransport
-from sshd_fixture import ALIAS, SshServer
+from sshd_fixture import ALIAS, POLLUTED_ENV, SshServer
 
 pytestmark = pytest.mark.sshd
 FAKE = Path(__file__).resolve().parent.parent / "fakes" / "fake_llama_server.py"
@@ -62,6 +62,9 @@ def test_start_passes_argv_and_env_intact_and_stop_leaves_nothing(
     fake = _props(server.base_url)["fake"]
     assert fake["argv"] == ["--host", "127.0.0.1", "--port", str(server.port), *spec.args]
     assert fake["env"]["SECRET_TOKEN"] == "s3cr3t 'quoted' $x"
+    # the login environment's LLAMA_ARG_* and secrets (sshd's SetEnv) are scrubbed
+    assert not set(POLLUTED_ENV) & set(fake["env"])
+    assert fake["env"]["XDG_CONFIG_HOME"].startswith(server.workdir)
     proc = psutil.Process(server.pid)
     assert proc.cwd() == server.workdir
     # the secret is in the uploaded script's environment, never on a command line
@@ -123,3 +126,17 @@ def test_version_and_environment(launcher: PosixLauncher, binary: Path) -> None:
     assert launcher.environ()["HOME"]
     with pytest.raises(Exception, match="cannot run"):
         launcher.version("/no/such/llama-server")
+
+
+def test_keep_env_passes_one_variable_on_purpose(
+    launcher: PosixLauncher, binary: Path, tmp_path: Path
+) -> None:
+    spec = _spec(binary, tmp_path)
+    spec = LaunchSpec(spec.binary, spec.args, label=spec.label, keep_env=("LLAMA_ARG_ALIAS",))
+    server = launcher.start(spec, timeout=20)
+    try:
+        env = _props(server.base_url)["fake"]["env"]
+    finally:
+        launcher.stop(server)
+    assert env["LLAMA_ARG_ALIAS"] == "hijacked"
+    assert "LLAMA_ARG_CTX_SIZE" not in env

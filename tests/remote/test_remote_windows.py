@@ -181,6 +181,25 @@ def test_start_cmd_quotes_paths_flags_and_env_for_cmd() -> None:
     assert lines[-2] == f'>"{server.workdir}\\exit.txt" echo %ERRORLEVEL%'
 
 
+def test_start_cmd_scrubs_the_task_environment_but_what_is_kept() -> None:
+    """The task's environment block may hold LLAMA_ARG_* (the user's, set in the registry):
+    cleared before llama-server starts, by prefix and by name, except a --keep-env name."""
+    spec = LaunchSpec(SPEC.binary, SPEC.args, SPEC.env, keep_env=("LLAMA_ARG_THREADS",))
+    server = RunningServer(launch_id="llamasc-bench-x", host="h", port=8123, argv=[])
+    server.workdir = "C:\\w"
+    lines = start_cmd(spec, server).split("\r\n")
+    launch = next(i for i, line in enumerate(lines) if "--port" in line)
+    scrub = lines[:launch]
+    assert 'set "HF_TOKEN="' in scrub
+    assert 'set "LLAMA_API_KEY="' in scrub
+    [loop] = [line for line in scrub if line.startswith("for %%P in (")]
+    assert "LLAMA_ARG_ LLAMA_SERVER_ AIP_" in loop
+    assert "('set %%P 2^>nul')" in loop
+    assert 'if /i not "%%V"=="LLAMA_ARG_THREADS" set "%%V="' in loop
+    # the model's own variables are set after the scrub, so they always win
+    assert scrub.index('set "CUDA_VISIBLE_DEVICES=0"') > scrub.index(loop)
+
+
 def test_failed_schtasks_run_cleans_up_the_task(health: tuple[Health, int]) -> None:
     t = _host(health)
     t.rules.insert(0, (r"^schtasks /Run ", lambda _c: (1, "ERROR: Access is denied.\r\n")))

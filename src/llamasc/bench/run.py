@@ -20,7 +20,7 @@ from llamasc.bench.prompts import Prompt, load_prompts
 from llamasc.bench.records import ResultStore
 from llamasc.bench.sweep import SweepConfig, SweepSummary, run_sweep
 from llamasc.errors import ConfigError
-from llamasc.remote.launch import Launcher
+from llamasc.remote.launch import ENV_NAME, Launcher
 from llamasc.remote.ssh import SSHOptions
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,7 @@ class BenchOptions:
     request_timeout: float = 600.0
     remote_dir: str | None = None
     ssh: SSHOptions | None = None
+    keep_env: Sequence[str] = ()
 
 
 @dataclass
@@ -81,6 +82,9 @@ def _check_numbers(opts: BenchOptions) -> None:
             raise ConfigError(f"{name} must be at least {low}, got {value}")
     if not 0.0 <= opts.temperature <= 5.0:
         raise ConfigError(f"--temperature must be within 0..5, got {opts.temperature}")
+    for name in opts.keep_env:
+        if not ENV_NAME.match(name):
+            raise ConfigError(f"--keep-env takes a variable name, got {name!r}")
 
 
 def open_launcher(opts: BenchOptions) -> Launcher:
@@ -199,6 +203,7 @@ def run_bench(
             start_timeout=opts.start_timeout,
             request_timeout=opts.request_timeout,
             retry_unsupported=opts.retry_unsupported,
+            keep_env=tuple(opts.keep_env),
         )
         store = ResultStore(opts.output)
         moved = store.move_aside() if opts.fresh else None

@@ -80,6 +80,9 @@ class SweepConfig:
     start_timeout: float = 600.0
     request_timeout: float = 600.0
     retry_unsupported: bool = False
+    # host environment variables passed to llama-server on purpose (all that would steer it,
+    # LLAMA_ARG_* and the like, are scrubbed otherwise)
+    keep_env: Sequence[str] = ()
 
     def binary_for(self, model: BenchModel) -> str:
         return self.binary or model.binary or self.default_binary
@@ -286,6 +289,7 @@ class Sweep:
             args=self.config.server_flags(cell.model, cell.arm),
             env=dict(cell.model.env),
             label=f"{cell.model.id}/{cell.arm.name}",
+            keep_env=tuple(self.config.keep_env),
         )
 
     def _run_cell(self, cell: Cell, portal: BlockingPortal) -> None:
@@ -345,6 +349,7 @@ class Sweep:
                 log.warning("%s: GET /props failed: %s", server.base_url, exc)
             build_info = props.get("build_info")
             n_ctx = (props.get("default_generation_settings") or {}).get("n_ctx")
+            total_slots = props.get("total_slots")
             warm = cell.pending[0][0]
             try:
                 self._request(client, warm, server, portal)  # warm-up: discarded
@@ -359,6 +364,7 @@ class Sweep:
                     rep=rep,
                     build_info=build_info,
                     n_ctx=n_ctx,
+                    total_slots=total_slots,
                 )
                 try:
                     done = self._request(client, prompt, server, portal)

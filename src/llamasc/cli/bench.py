@@ -242,6 +242,15 @@ def bench(
             "--accept-new-host-key", help="Trust an unknown host key and add it to known_hosts."
         ),
     ] = False,
+    keep_env: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--keep-env",
+            metavar="VAR",
+            help="Pass this host environment variable to llama-server (LLAMA_ARG_* and the "
+            "like are scrubbed otherwise); repeatable.",
+        ),
+    ] = None,
 ) -> None:
     """Run a sweep: each model x arm on the bench host; results appended to --output."""
     if ctx.invoked_subcommand is not None:
@@ -284,6 +293,7 @@ def bench(
         request_timeout=request_timeout,
         remote_dir=remote_dir,
         ssh=ssh,
+        keep_env=tuple(keep_env or ()),
     )
 
     def on_term(signum: int, frame: FrameType | None) -> None:

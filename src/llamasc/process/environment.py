@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 from llamasc.process.spec import LaunchSpec
@@ -110,9 +110,27 @@ def child_env(
     ``config_home`` is the empty ``XDG_CONFIG_HOME``; by default
     :func:`empty_config_home` under :func:`llamasc_home`.
     """
+    return scrubbed_env(spec.env, base, config_home=config_home)
+
+
+def scrubbed_env(
+    extra: Mapping[str, str],
+    base: Mapping[str, str] | None = None,
+    *,
+    keep: Collection[str] = (),
+    config_home: Path | None = None,
+) -> dict[str, str]:
+    """``base`` (default: ours) without what would steer a llama-server, then ``extra``.
+
+    ``keep`` names variables a user passes on purpose (``llamasc bench --keep-env VAR``).
+    This is the one rule for every local child, the daemon's and bench's alike; the
+    remote launchers apply the same names (:data:`SCRUBBED_PREFIXES`, :data:`SCRUBBED_NAMES`)
+    in their start scripts.
+    """
     source = os.environ if base is None else base
-    env = {k: v for k, v in source.items() if not is_scrubbed(k)}
+    kept = {name.upper() for name in keep}
+    env = {k: v for k, v in source.items() if k.upper() in kept or not is_scrubbed(k)}
     env["XDG_CONFIG_HOME"] = str(config_home if config_home is not None else empty_config_home())
     env["NO_COLOR"] = "1"
-    env.update(spec.env)  # per-model settings are the operator's, so they win
+    env.update(extra)  # per-model settings are the operator's, so they win
     return env

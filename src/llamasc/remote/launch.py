@@ -18,7 +18,7 @@ from llamasc.remote.transport import Forward
 log = logging.getLogger(__name__)
 
 LAUNCH_PREFIX = "llamasc-bench-"
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 TAIL_LINES = 20
 
 
@@ -30,10 +30,13 @@ class LaunchSpec:
     args: tuple[str, ...]
     env: Mapping[str, str] = field(default_factory=dict)
     label: str = ""
+    # variables of the host's environment the user passes on purpose (``--keep-env``): every
+    # other one that would steer llama-server (``LLAMA_ARG_*`` ...) is scrubbed on every host
+    keep_env: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        for name in self.env:
-            if not _ENV_NAME.match(name):
+        for name in (*self.env, *self.keep_env):
+            if not ENV_NAME.match(name):
                 raise ValueError(f"invalid environment variable name: {name!r}")
 
 

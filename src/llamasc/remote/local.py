@@ -16,9 +16,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 from llamasc.errors import RemoteError, SpawnError
+from llamasc.process._control import platform_control
+from llamasc.process.environment import scrubbed_env, warn_system_config
 from llamasc.remote._base import parse_version, start_retrying_lost_port
 from llamasc.remote.launch import (
     LAUNCH_PREFIX,
@@ -34,6 +36,9 @@ from llamasc.remote.launch import (
     wait_until_ready,
 )
 from llamasc.remote.ssh import free_local_port
+
+if TYPE_CHECKING:
+    from llamasc.process._control import ChildControl
 
 log = logging.getLogger(__name__)
 
@@ -120,27 +125,25 @@ class LocalLauncher:
             )
         )
         logfile = workdir / "server.log"
-        kwargs: dict[str, Any] = {}
-        if sys.platform == "win32":
-            kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
-        else:
-            kwargs["start_new_session"] = True  # its own group: we stop the whole tree
+        # The daemon's own spawn policy: its own session/group (a stop reaches the whole
+        # tree), on Linux a parent-death signal (a bench killed with -9 leaves no server;
+        # spawned from the sweep's main thread, which lives as long as the bench), on
+        # Windows a kill-on-close Job Object; and the same environment scrub.
+        control = platform_control()
+        kwargs = control.popen_kwargs()
+        env = scrubbed_env(spec.env, keep=spec.keep_env)
+        warn_system_config()
         with logfile.open("wb") as out:
+            kwargs.update(stdout=out, stderr=subprocess.STDOUT)
             try:
-                proc = subprocess.Popen(
-                    server.argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    env={**os.environ, **spec.env},
-                    cwd=workdir,
-                    **kwargs,
-                )
+                proc = subprocess.Popen(server.argv, env=env, cwd=workdir, **kwargs)
             except OSError as exc:
                 shutil.rmtree(workdir, ignore_errors=True)
                 raise SpawnError(f"cannot start {spec.binary!r}: {exc}") from None
+        control.adopt(proc)
         server.pid = server.pgid = proc.pid
         server.extra["proc"] = proc
+        server.extra["control"] = control
         (workdir / "pid").write_text(str(proc.pid))
         try:
             wait_until_ready(
@@ -176,8 +179,9 @@ class LocalLauncher:
 
     def stop(self, server: RunningServer) -> None:
         proc = server.extra.get("proc")
-        if isinstance(proc, subprocess.Popen):
-            self._stop_proc(proc)
+        control = server.extra.get("control")
+        if isinstance(proc, subprocess.Popen) and control is not None:
+            self._stop_child(proc, cast("ChildControl", control))
         elif server.pid is not None:
             self._stop_pid(server.pid)
         self._wait_vram_freed(server)
@@ -191,18 +195,19 @@ class LocalLauncher:
             else:
                 os.killpg(pid, sig)
 
-    def _stop_proc(self, proc: subprocess.Popen[bytes]) -> None:
-        if proc.poll() is None:
-            self._signal(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=self.stop_timeout)
-            except subprocess.TimeoutExpired:
-                log.warning("llama-server pid %d ignored SIGTERM; killing it", proc.pid)
-                self._signal(proc.pid, getattr(signal, "SIGKILL", signal.SIGTERM))
-                proc.wait(timeout=10)
-        elif sys.platform != "win32":
-            # The server is gone but something it forked may still hold the group.
-            self._signal(proc.pid, signal.SIGKILL)
+    def _stop_child(self, proc: subprocess.Popen[bytes], control: ChildControl) -> None:
+        """Stop a child we started, the way the daemon stops its own."""
+        try:
+            if proc.poll() is None:
+                control.soft_stop(proc)
+                try:
+                    proc.wait(timeout=self.stop_timeout)
+                except subprocess.TimeoutExpired:
+                    log.warning("llama-server pid %d ignored the stop; killing it", proc.pid)
+                    control.hard_kill(proc)
+                    proc.wait(timeout=10)
+        finally:
+            control.release(proc)  # stray descendants go too; Windows: the job is closed
 
     def _stop_pid(self, pid: int) -> None:
         import psutil

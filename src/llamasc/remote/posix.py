@@ -10,9 +10,11 @@ from __future__ import annotations
 import logging
 import posixpath
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from llamasc.errors import RemoteError
+from llamasc.process.environment import SCRUBBED_NAMES, SCRUBBED_PREFIXES
 from llamasc.remote._base import RemoteLauncher
 from llamasc.remote.launch import (
     LaunchSpec,
@@ -27,6 +29,21 @@ log = logging.getLogger(__name__)
 q = posix_join
 
 
+def scrub_lines(keep: Sequence[str] = ()) -> list[str]:
+    """Shell lines that unset what would steer llama-server, as the daemon's children are
+    scrubbed (:mod:`llamasc.process.environment`): the same names and prefixes, minus
+    ``keep``. Unsetting, not ``env -i``: the host's PATH and library paths (CUDA, ROCm)
+    must reach the server."""
+    kept = set(keep)
+    names = sorted(n for n in SCRUBBED_NAMES if n not in kept)
+    lines = [f"unset {' '.join(names)}"] if names else []
+    prefixes = "|".join(SCRUBBED_PREFIXES)
+    skip = "".join(f' && $1 != "{name}"' for name in sorted(kept))
+    awk = f"/^({prefixes})[A-Za-z0-9_]*=/{skip} {{print $1}}"
+    lines.append(f'for _v in $(env | awk -F= {q([awk])}); do unset "$_v"; done')
+    return lines
+
+
 def start_script(spec: LaunchSpec, server: RunningServer) -> str:
     """The ``start.sh`` that runs llama-server in the launch directory.
 
@@ -39,6 +56,8 @@ def start_script(spec: LaunchSpec, server: RunningServer) -> str:
         f"cd {q([server.workdir])} || exit 1",
         "echo $$ >pgid.tmp && mv pgid.tmp pgid",
     ]
+    lines += scrub_lines(spec.keep_env)
+    lines.append(f"export XDG_CONFIG_HOME={q([server.workdir + '/empty-config'])} NO_COLOR=1")
     lines += [f"export {q([f'{k}={v}'])}" for k, v in env_lines(spec.env)]
     lines += [
         f"{q(server_argv(spec, server.port))} </dev/null >server.log 2>&1 &",

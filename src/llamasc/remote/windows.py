@@ -19,9 +19,11 @@ import base64
 import logging
 import ntpath
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from llamasc.errors import LlamascError, RemoteError
+from llamasc.process.environment import SCRUBBED_NAMES, SCRUBBED_PREFIXES
 from llamasc.remote._base import RemoteLauncher
 from llamasc.remote.launch import (
     LaunchSpec,
@@ -68,6 +70,21 @@ def _batch_path(path: str) -> str:
     return cmd_escape(msvc_quote(path), batch=True)
 
 
+def scrub_lines(keep: Sequence[str] = ()) -> list[str]:
+    """Batch lines that clear what would steer llama-server from the task's environment
+    block, as the daemon's children are scrubbed (:mod:`llamasc.process.environment`), minus
+    ``keep`` (names are checked against ``[A-Za-z_][A-Za-z0-9_]*``, so nothing to escape)."""
+    kept = {name.upper() for name in keep}
+    lines = [f'set "{name}="' for name in sorted(SCRUBBED_NAMES) if name not in kept]
+    unless = "".join(f'if /i not "%%V"=="{name}" ' for name in sorted(kept))
+    prefixes = " ".join(SCRUBBED_PREFIXES)
+    lines.append(
+        f"for %%P in ({prefixes}) do for /f \"delims==\" %%V in ('set %%P 2^>nul') "
+        f'do {unless}set "%%V="'
+    )
+    return lines
+
+
 def start_cmd(spec: LaunchSpec, server: RunningServer) -> str:
     """The ``start.cmd`` wrapper (CRLF line ends, UTF-8 with ``chcp 65001``)."""
     wd = server.workdir
@@ -77,6 +94,7 @@ def start_cmd(spec: LaunchSpec, server: RunningServer) -> str:
         "chcp 65001 >nul",
         f"cd /d {_batch_path(wd)}",
     ]
+    lines += scrub_lines(spec.keep_env)
     for key, value in env_lines(spec.env):
         if any(c in value for c in "\r\n\0"):
             raise RemoteError(f"environment variable {key} has a line break; cmd.exe cannot set it")
