@@ -110,10 +110,22 @@ def validate_flags(
     """Check ``flags`` (a string, JSON list text, or tokens) against ``policy``.
 
     Never raises for bad flags: every problem is collected in the returned
-    :class:`Validation` (call ``raise_for_problems()`` to turn it into a FlagError).
+    :class:`Validation` (call ``raise_for_problems()`` to turn it into a FlagError). A bug
+    in a check that some input trips is logged with its traceback and reported as a problem
+    of that input too: whatever a client sends ends in a refusal, never in a crash.
     """
     policy = policy or FlagPolicy()
     table = table or load_default_table()
+    try:
+        return _validate(flags, policy, table)
+    except Exception as exc:
+        log.exception("validating llama-server flags failed")
+        return Validation(
+            ok=False, problems=[f"these flags could not be checked ({type(exc).__name__})"]
+        )
+
+
+def _validate(flags: str | Sequence[str], policy: FlagPolicy, table: FlagTable) -> Validation:
     try:
         tokens = parse_flag_input(flags)
     except FlagError as exc:
