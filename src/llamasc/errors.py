@@ -8,15 +8,20 @@ The tree::
     ├── FlagError                     llama-server flags refused by the policy   (exit 2, 400)
     ├── UnknownModelError             a model id nobody configured               (exit 2, 404)
     ├── RequestError                  a malformed client request                 (400)
-    │   └── BodyTooLargeError         request body over the limit                (413)
+    │   ├── BodyTooLargeError         request body over the limit                (413)
+    │   ├── HeadersTooLargeError      request headers over the limits            (431)
+    │   └── RequestTimeoutError       headers or body not sent in time           (408)
     ├── AuthError                     missing or wrong API key                   (401)
+    ├── ForbiddenError                a web page origin the operator did not list (403)
     ├── NotFoundError                 no such sidecar / route object             (404)
     ├── CapacityError                 pool full and nothing evictable in time    (503 + Retry-After)
+    │   └── TooManyConnectionsError   the daemon's connection limit is reached   (503)
     ├── ShuttingDownError             the daemon is stopping                     (503)
     ├── SidecarError                  a llama-server child misbehaved
     │   ├── SpawnError                it exited before becoming ready            (502)
     │   ├── ReadinessTimeoutError     it did not become ready in time            (504)
-    │   └── UpstreamError             it failed while serving a request          (502)
+    │   ├── UpstreamError             it failed while serving a request          (502)
+    │   └── UpstreamTimeoutError      it stopped answering within the timeouts   (504)
     ├── DaemonUnreachableError        `ps`/`kill` could not reach a daemon       (exit 1)
     ├── RemoteError                   SSH / remote host trouble (bench)          (exit 1)
     └── DataError                     eval / bench input data unusable           (exit 2)
@@ -105,6 +110,23 @@ class BodyTooLargeError(RequestError):
     code = "body_too_large"
 
 
+class HeadersTooLargeError(RequestError):
+    http_status = 431
+    code = "headers_too_large"
+
+
+class RequestTimeoutError(RequestError):
+    http_status = 408
+    code = "request_timeout"
+
+
+class ForbiddenError(LlamascError):
+    exit_code = 2
+    http_status = 403
+    error_type = "permission_error"
+    code = "forbidden_origin"
+
+
 class AuthError(LlamascError):
     exit_code = 2
     http_status = 401
@@ -132,6 +154,10 @@ class CapacityError(LlamascError):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(max(1, round(self.retry_after)))}
+
+
+class TooManyConnectionsError(CapacityError):
+    code = "too_many_connections"
 
 
 class ShuttingDownError(LlamascError):
@@ -177,6 +203,11 @@ class UpstreamError(SidecarError):
     code = "upstream_failed"
 
 
+class UpstreamTimeoutError(SidecarError):
+    http_status = 504
+    code = "upstream_timeout"
+
+
 class DaemonUnreachableError(LlamascError):
     exit_code = 1
     code = "daemon_unreachable"
@@ -203,14 +234,19 @@ __all__ = [
     "DataError",
     "DiscoveryError",
     "FlagError",
+    "ForbiddenError",
+    "HeadersTooLargeError",
     "LlamascError",
     "NotFoundError",
     "ReadinessTimeoutError",
     "RemoteError",
     "RequestError",
+    "RequestTimeoutError",
     "ShuttingDownError",
     "SidecarError",
     "SpawnError",
+    "TooManyConnectionsError",
     "UnknownModelError",
     "UpstreamError",
+    "UpstreamTimeoutError",
 ]

@@ -28,6 +28,7 @@ from llamasc.config.settings import Settings, check_bind_security
 from llamasc.errors import ConfigError, FlagError
 from llamasc.flags import DEFAULT_BASE_ARGS, FlagPolicy, fix_legacy_base_args, validate_flags
 from llamasc.server.app import LlamascApp, create_app
+from llamasc.server.cors import split_cors_origins
 from llamasc.server.state import LlamaServerInfo
 
 if TYPE_CHECKING:
@@ -106,6 +107,18 @@ def resolve_base_args(settings: Settings) -> tuple[tuple[str, ...], list[str]]:
     if not validation.ok:
         raise ConfigError("BASE_ARGS: " + "; ".join(validation.problems))
     return args, notes
+
+
+def absorb_cors_origins(settings: Settings) -> Settings:
+    """``--cors-origins`` written in BASE_ARGS is the operator's list for llamasc: taken out
+    of the children's arguments (they are never reached by a browser) and added to ours."""
+    if not settings.base_args:
+        return settings
+    args, origins = split_cors_origins(settings.base_args)
+    if not origins and len(args) == len(settings.base_args):
+        return settings
+    merged = tuple(dict.fromkeys((*settings.cors_origins, *origins)))
+    return settings.model_copy(update={"base_args": args, "cors_origins": merged})
 
 
 def build_policy(settings: Settings) -> FlagPolicy:
@@ -213,6 +226,7 @@ class Daemon:
         from llamasc.pool.pool import Pool
 
         check_bind_security(settings)
+        settings = absorb_cors_origins(settings)
         binary = find_llama_server(settings.llama_server_bin, os.environ)
         catalog = build_catalog(settings)
         base_args, notes = resolve_base_args(settings)
@@ -277,6 +291,7 @@ def run(settings: Settings, *, on_ready: Callable[[ServeInfo], None] | None = No
 __all__ = [
     "Daemon",
     "ServeInfo",
+    "absorb_cors_origins",
     "build_catalog",
     "build_policy",
     "listen_socket",

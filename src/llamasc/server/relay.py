@@ -30,6 +30,7 @@ from llamasc.errors import (
 from llamasc.server._request import header_text, model_from_body, read_body
 from llamasc.server._types import LeaseLike
 from llamasc.server.envelope import MethodNotAllowedError, send_error, sse_error_event
+from llamasc.server.guard import INTERNAL_MESSAGE
 from llamasc.server.state import DaemonState
 from llamasc.server.upstream_conn import (
     Connection,
@@ -199,7 +200,7 @@ class Proxy:
             if call.started or isinstance(exc, _AbortConnection):
                 raise
             log.exception("proxying %s failed", scope["path"])
-            await send_error(send, LlamascError(f"internal error: {type(exc).__name__}: {exc}"))
+            await send_error(send, LlamascError(INTERNAL_MESSAGE))
         finally:
             call.done = True
             timer.cancel()
@@ -257,8 +258,8 @@ class Proxy:
         sse = False
         for raw_name, value in conn.headers:
             name = raw_name.lower()
-            if name in _DROP_RESPONSE:
-                continue
+            if name in _DROP_RESPONSE or name.startswith(b"access-control-"):
+                continue  # llama-server's CORS is not ours: see llamasc.server.cors
             if name == b"content-type" and value.startswith(_SSE):
                 sse = True
             headers.append((name, value))
