@@ -27,6 +27,7 @@ from llamasc.config import ModelCatalog, ModelEntry, discover_models, find_llama
 from llamasc.config.settings import Settings, check_bind_security
 from llamasc.errors import ConfigError, FlagError
 from llamasc.flags import DEFAULT_BASE_ARGS, FlagPolicy, fix_legacy_base_args, validate_flags
+from llamasc.server._httpbounds import BoundedHttpToolsProtocol, HttpBounds, default_max_connections
 from llamasc.server.app import LlamascApp, create_app
 from llamasc.server.cors import split_cors_origins
 from llamasc.server.state import LlamaServerInfo
@@ -181,14 +182,23 @@ class _Server(uvicorn.Server):
             self._on_started()
 
 
-def _http_protocol() -> type[asyncio.Protocol] | str:
+def http_bounds(settings: Settings) -> HttpBounds:
+    """The per-connection bounds of :mod:`llamasc.server._httpbounds` from the settings."""
+    return HttpBounds(
+        header_timeout=settings.header_timeout,
+        body_timeout=settings.body_timeout,
+        max_header_bytes=settings.max_header_bytes,
+        max_headers=settings.max_headers,
+        max_connections=settings.max_connections or default_max_connections(),
+    )
+
+
+def _http_protocol(settings: Settings) -> type[asyncio.Protocol] | str:
     import importlib.util
 
     if importlib.util.find_spec("httptools") is None:
         return "h11"
-    from llamasc.server._httpproto import CoalescingHttpToolsProtocol
-
-    return CoalescingHttpToolsProtocol
+    return BoundedHttpToolsProtocol.with_bounds(http_bounds(settings))
 
 
 def _uvicorn_config(app: LlamascApp, settings: Settings) -> uvicorn.Config:
@@ -200,7 +210,8 @@ def _uvicorn_config(app: LlamascApp, settings: Settings) -> uvicorn.Config:
         server_header=False,
         proxy_headers=False,
         ws="none",
-        http=_http_protocol(),
+        http=_http_protocol(settings),
+        h11_max_incomplete_event_size=settings.max_header_bytes,  # only without httptools
         loop="auto",
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace),
         # uvicorn's 5 s default closes an agent's idle keep-alive connection between two turns
@@ -294,6 +305,7 @@ __all__ = [
     "absorb_cors_origins",
     "build_catalog",
     "build_policy",
+    "http_bounds",
     "listen_socket",
     "probe_version",
     "resolve_base_args",

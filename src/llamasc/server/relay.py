@@ -22,6 +22,7 @@ from starlette.types import Receive, Scope, Send
 
 from llamasc.errors import (
     AuthError,
+    HeadersTooLargeError,
     LlamascError,
     RequestError,
     ShuttingDownError,
@@ -82,6 +83,9 @@ _DECODER = json.JSONDecoder()  # one for all: building one costs ~8 µs a reques
 # disconnect watcher. Longer ones get one, so a client that leaves stops its generation.
 WATCH_AFTER = 0.1
 
+
+# cpp-httplib (llama-server) answers an empty 400 to a header line longer than 8 KiB.
+UPSTREAM_HEADER_LINE = 8192 - 4
 
 AUTH_MESSAGE = "missing or invalid API key (send Authorization: Bearer <key>)"
 
@@ -150,9 +154,12 @@ class Proxy:
             return
         model_h = flags_h = auth_h = length_h = None
         fwd: list[tuple[bytes, bytes]] = []
+        too_long: bytes | None = None
         for name, value in scope["headers"]:
             if name not in _DROP_REQUEST:
                 fwd.append((name, value))
+                if len(name) + len(value) > UPSTREAM_HEADER_LINE:
+                    too_long = name
             elif name == b"x-model-id":
                 model_h = value
             elif name == b"x-agent-flags":
@@ -166,6 +173,12 @@ class Proxy:
             return
         if st.draining:
             await send_error(send, ShuttingDownError("llamasc is shutting down"))
+            return
+        if too_long is not None:
+            what = too_long[:64].decode("latin-1")
+            await send_error(send, HeadersTooLargeError(
+                f"header {what!r} is longer than the {UPSTREAM_HEADER_LINE + 4} bytes a "
+                "llama-server header line may have"))  # fmt: skip
             return
         try:
             body = await read_body(receive, st.body_limit, length_h)
