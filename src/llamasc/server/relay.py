@@ -27,6 +27,7 @@ from llamasc.errors import (
     RequestError,
     ShuttingDownError,
     UpstreamError,
+    UpstreamTimeoutError,
 )
 from llamasc.server._request import header_text, model_from_body, read_body
 from llamasc.server._types import LeaseLike
@@ -254,7 +255,8 @@ class Proxy:
         try:
             conn = await up.send(up.head(method, target, fwd) + body)
         except UpstreamTimeout as exc:
-            raise UpstreamError(f"{where} timed out: {exc}") from None
+            _report_timeout(lease)
+            raise UpstreamTimeoutError(f"{where} {exc}") from None
         except UpstreamConnectError as exc:
             raise UpstreamError(f"{where} failed before answering: {exc}") from None
         except UpstreamIOError as exc:
@@ -298,7 +300,12 @@ class Proxy:
                 call.done = True
                 await send({"type": "http.response.body", "body": last, "more_body": False})
         except UpstreamIOError as exc:
-            err = UpstreamError(f"{where} broke off its answer: {exc}")
+            err: UpstreamError | UpstreamTimeoutError
+            if isinstance(exc, UpstreamTimeout):
+                _report_timeout(lease)
+                err = UpstreamTimeoutError(f"{where} {exc}")
+            else:
+                err = UpstreamError(f"{where} broke off its answer: {exc}")
             log.warning("%s", err)
             if not sse:
                 raise _AbortConnection(str(err)) from None
@@ -311,6 +318,12 @@ class Proxy:
             timings = find_timings(before, last)
             if timings is not None:
                 _record(lease, timings)
+
+
+def _report_timeout(lease: LeaseLike) -> None:
+    report = getattr(lease, "report_timeout", None)  # the real pool's leases have it
+    if report is not None:
+        report()
 
 
 def _record(lease: LeaseLike, timings: dict[str, Any]) -> None:

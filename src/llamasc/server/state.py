@@ -13,6 +13,7 @@ from llamasc.config.settings import Settings
 from llamasc.server._types import PoolLike
 from llamasc.server.flaggate import FlagGate
 from llamasc.server.upstream import Upstreams
+from llamasc.server.upstream_conn import Timeouts
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,11 @@ class DaemonState:
         self.gate = gate
         self.llama_server = llama_server
         self.upstreams = Upstreams(
-            lambda: (s.hash for s in pool.sidecars() if s.state != "stopping")
+            lambda: (s.hash for s in pool.sidecars() if s.state != "stopping"),
+            Timeouts(
+                first_byte=settings.upstream_first_byte_timeout,
+                idle=settings.upstream_idle_timeout,
+            ),
         )
         if hasattr(pool, "on_change"):  # the real pool: hear of stops as they begin
             pool.on_change = self.upstreams.sweep
