@@ -95,7 +95,9 @@ class LlamascApp(Starlette):
     def __init__(self, state: DaemonState) -> None:
         self.llamasc = state
         self._proxy = Proxy(state)
-        self._guard = Guard(self._dispatch, CorsPolicy(state.settings.cors_origins))
+        self._guard = Guard(
+            self._dispatch, CorsPolicy(state.settings.cors_origins), lambda: state.draining
+        )
 
         @asynccontextmanager
         async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -4,16 +4,20 @@
   disagree on which one counts, so no rule is safe but refusing;
 * the CORS policy of :mod:`llamasc.server.cors` (403 for unlisted web page origins);
 * an exception that escapes a handler before the answer started becomes an OpenAI-shaped
-  500 ``internal_error`` (its traceback logged once), never uvicorn's plain-text 500.
+  500 ``internal_error`` (its traceback logged once), never uvicorn's plain-text 500;
+* a request cancelled because the daemon is shutting down (a waiter released at once, or
+  an answer still not started when the grace ran out) gets 503 ``shutting_down``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from llamasc.errors import LlamascError, RequestError
+from llamasc.errors import LlamascError, RequestError, ShuttingDownError
 from llamasc.server.cors import CorsPolicy
 from llamasc.server.envelope import send_error
 
@@ -25,9 +29,12 @@ INTERNAL_MESSAGE = "internal error in llamasc (the daemon's log has the details)
 class Guard:
     """Wraps the app; cheap when there is nothing to refuse (one pass over the headers)."""
 
-    def __init__(self, app: ASGIApp, cors: CorsPolicy) -> None:
+    def __init__(
+        self, app: ASGIApp, cors: CorsPolicy, draining: Callable[[], bool] = lambda: False
+    ) -> None:
         self.app = app
         self.cors = cors
+        self.draining = draining
         self.cors_app = cors.middleware(app)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -71,8 +78,7 @@ class Guard:
                 app = self.cors_app
         await self._last_resort(app, scope, receive, send)
 
-    @staticmethod
-    async def _last_resort(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _last_resort(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
         started = False
 
         async def tracking(message: Message) -> None:
@@ -83,6 +89,12 @@ class Guard:
 
         try:
             await app(scope, receive, tracking)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if started or not self.draining() or task is None:
+                raise
+            task.uncancel()
+            await send_error(send, ShuttingDownError("llamasc is shutting down"))
         except Exception:
             if started:  # too late for an answer: uvicorn logs it and cuts the connection
                 raise

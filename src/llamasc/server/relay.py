@@ -193,10 +193,17 @@ class Proxy:
         except LlamascError as exc:
             await send_error(send, exc)
             return
-        call = _Call(asyncio.current_task(), receive)
-        timer = asyncio.get_running_loop().call_later(WATCH_AFTER, call.watch)
+        task = asyncio.current_task()
+        call = _Call(task, receive)
+        loop = asyncio.get_running_loop()
+        if st.loop is None:
+            st.loop = loop
+        timer = loop.call_later(WATCH_AFTER, call.watch)
+        if task is not None:
+            st.waiters.add(task)  # until a sidecar is ours: draining answers it 503 at once
         try:
             async with st.pool.lease(model, flags) as lease:
+                st.waiters.discard(task)
                 await self._forward(
                     scope, send, lease, method=method.encode(), body=body, fwd=fwd, call=call
                 )
@@ -205,7 +212,7 @@ class Proxy:
                 call.task.uncancel()
                 log.debug("client left %s; upstream request cancelled", scope["path"])
                 return
-            raise
+            raise  # shutting down: the Guard answers 503 if nothing was sent yet
         except LlamascError as exc:
             if call.started:
                 raise
@@ -216,6 +223,7 @@ class Proxy:
             log.exception("proxying %s failed", scope["path"])
             await send_error(send, LlamascError(INTERNAL_MESSAGE))
         finally:
+            st.waiters.discard(task)
             call.done = True
             timer.cancel()
             if call.watcher is not None:
