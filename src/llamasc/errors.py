@@ -35,6 +35,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+ECHO_LIMIT = 200
+
+
+def clip(value: object, limit: int = ECHO_LIMIT) -> str:
+    """A client's value as echoed in an error message: ``repr``-quoted, cut to ``limit``
+    characters (a 1 MB model id must not come back as a 1 MB 404)."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) <= limit:
+        return repr(text)
+    return repr(text[:limit]) + f"... ({len(text)} characters)"
+
 
 class LlamascError(Exception):
     """Base of every error llamasc raises on purpose. ``str(err)`` is one readable line."""
@@ -226,6 +237,7 @@ class DataError(LlamascError):
 
 
 __all__ = [
+    "ECHO_LIMIT",
     "AuthError",
     "BodyTooLargeError",
     "CapacityError",
@@ -249,4 +261,5 @@ __all__ = [
     "UnknownModelError",
     "UpstreamError",
     "UpstreamTimeoutError",
+    "clip",
 ]

@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from llamasc.config.origins import parse_origins
 from llamasc.errors import ConfigError
@@ -80,6 +80,7 @@ class Settings(BaseModel):
     flag_policy: dict[str, Any] = Field(default_factory=dict)
     # -- issue 9: web page origins, HTTP bounds, upstream timeouts (llamasc.server.cors)
     cors_origins: tuple[str, ...] = ()
+    _origins: dict[str, str] = PrivateAttr(default_factory=dict)  # field -> as the user named it
     header_timeout: float = Field(default=10.0, gt=0)
     body_timeout: float = Field(default=30.0, gt=0)
     max_header_bytes: int = Field(default=64 * 1024, ge=1024)
@@ -144,6 +145,10 @@ class Settings(BaseModel):
     def _upper_level(cls, value: Any) -> Any:
         level = value.strip().upper() if isinstance(value, str) else value
         return "WARNING" if level == "WARN" else level
+
+    def source_of(self, name: str) -> str:
+        """Where setting ``name`` came from, as the user spelled it (for error messages)."""
+        return self._origins.get(name) or SOURCES.get(name, (None, None))[1] or name
 
     @property
     def host(self) -> str:
@@ -388,9 +393,11 @@ def settings_from_sources(
             merged[name] = value
             origin[name] = SOURCES.get(name, (None, f"--{name.replace('_', '-')}"))[1] or name
     try:
-        return Settings.model_validate(merged)
+        settings = Settings.model_validate(merged)
     except ValidationError as exc:
         raise ConfigError(_one_line(exc, merged, origin)) from None
+    settings._origins = dict(origin)
+    return settings
 
 
 def _one_line(exc: ValidationError, merged: Mapping[str, Any], origin: Mapping[str, str]) -> str:

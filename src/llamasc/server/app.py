@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from llamasc.config import ModelCatalog
 from llamasc.config.settings import Settings
-from llamasc.errors import AuthError, LlamascError, NotFoundError, RequestError
+from llamasc.errors import AuthError, LlamascError, NotFoundError, RequestError, clip
 from llamasc.flags import FlagPolicy
 from llamasc.server._types import PoolLike
 from llamasc.server.admin import Admin
@@ -73,11 +73,11 @@ async def _on_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     err: LlamascError
     if exc.status_code == 404:
-        err = NotFoundError(f"no route {request.method} {request.url.path}")
+        err = NotFoundError(f"no route {request.method} {clip(request.url.path)}")
     elif exc.status_code == 405:
         allow = (exc.headers or {}).get("Allow", "")
         err = MethodNotAllowedError(
-            f"{request.url.path} does not accept {request.method}", allow=allow
+            f"{clip(request.url.path)} does not accept {request.method}", allow=allow
         )
     else:
         err = RequestError(exc.detail)

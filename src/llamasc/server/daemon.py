@@ -8,6 +8,7 @@ child and return normally (exit status 0). A second Ctrl-C skips the wait.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
@@ -15,7 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -122,10 +123,31 @@ def absorb_cors_origins(settings: Settings) -> Settings:
     return settings.model_copy(update={"base_args": args, "cors_origins": merged})
 
 
-def build_policy(settings: Settings) -> FlagPolicy:
-    """The policy for X-Agent-Flags: untrusted, widened by the config file's flag_policy."""
+DEFAULT_CTX_CAP = 32768  # llama-sidecar's default context
+DEFAULT_PARALLEL_CAP = 16
+
+
+def policy_caps(base_args: Sequence[str]) -> dict[str, int]:
+    """Default ``max_ctx_size``/``max_parallel`` for clients: what the base arguments give
+    every sidecar (``-c``, ``-np``), else 32768 tokens and 16 slots."""
+    from llamasc.flags import canonicalize
+
+    tokens = canonicalize(list(base_args))
+    found = {tokens[i]: tokens[i + 1] for i in range(len(tokens) - 1) if tokens[i][:2] == "--"}
+    caps = {"max_ctx_size": DEFAULT_CTX_CAP, "max_parallel": DEFAULT_PARALLEL_CAP}
+    for flag, key in (("--ctx-size", "max_ctx_size"), ("--parallel", "max_parallel")):
+        with contextlib.suppress(KeyError, ValueError):
+            value = int(found[flag])
+            if value > 0:
+                caps[key] = max(value, caps[key]) if key == "max_parallel" else value
+    return caps
+
+
+def build_policy(settings: Settings, base_args: Sequence[str] = ()) -> FlagPolicy:
+    """The policy for X-Agent-Flags: untrusted, widened by the config file's flag_policy;
+    per-request context and slots capped by what the base arguments configure."""
     try:
-        return FlagPolicy.untrusted(**settings.flag_policy)
+        return FlagPolicy.untrusted(**{**policy_caps(base_args), **settings.flag_policy})
     except (ValueError, FlagError) as exc:
         first = str(exc).splitlines()
         raise ConfigError(f"flag_policy: {' '.join(first[:3])}") from None
@@ -238,10 +260,12 @@ class Daemon:
 
         check_bind_security(settings)
         settings = absorb_cors_origins(settings)
-        binary = find_llama_server(settings.llama_server_bin, os.environ)
+        binary = find_llama_server(
+            settings.llama_server_bin, os.environ, source=settings.source_of("llama_server_bin")
+        )
         catalog = build_catalog(settings)
         base_args, notes = resolve_base_args(settings)
-        policy = build_policy(settings)
+        policy = build_policy(settings, base_args)
         info = LlamaServerInfo(path=binary, version=probe_version(binary))
         log.info("llama-server %s (%s)", binary, info.version)
         config = PoolConfig(
@@ -307,6 +331,7 @@ __all__ = [
     "build_policy",
     "http_bounds",
     "listen_socket",
+    "policy_caps",
     "probe_version",
     "resolve_base_args",
     "run",
