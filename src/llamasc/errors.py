@@ -8,15 +8,20 @@ The tree::
     ├── FlagError                     llama-server flags refused by the policy   (exit 2, 400)
     ├── UnknownModelError             a model id nobody configured               (exit 2, 404)
     ├── RequestError                  a malformed client request                 (400)
-    │   └── BodyTooLargeError         request body over the limit                (413)
+    │   ├── BodyTooLargeError         request body over the limit                (413)
+    │   ├── HeadersTooLargeError      request headers over the limits            (431)
+    │   └── RequestTimeoutError       headers or body not sent in time           (408)
     ├── AuthError                     missing or wrong API key                   (401)
+    ├── ForbiddenError                a web page origin the operator did not list (403)
     ├── NotFoundError                 no such sidecar / route object             (404)
     ├── CapacityError                 pool full and nothing evictable in time    (503 + Retry-After)
+    │   └── TooManyConnectionsError   the daemon's connection limit is reached   (503)
     ├── ShuttingDownError             the daemon is stopping                     (503)
     ├── SidecarError                  a llama-server child misbehaved
     │   ├── SpawnError                it exited before becoming ready            (502)
     │   ├── ReadinessTimeoutError     it did not become ready in time            (504)
-    │   └── UpstreamError             it failed while serving a request          (502)
+    │   ├── UpstreamError             it failed while serving a request          (502)
+    │   └── UpstreamTimeoutError      it stopped answering within the timeouts   (504)
     ├── DaemonUnreachableError        `ps`/`kill` could not reach a daemon       (exit 1)
     ├── RemoteError                   SSH / remote host trouble (bench)          (exit 1)
     └── DataError                     eval / bench input data unusable           (exit 2)
@@ -29,6 +34,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any, ClassVar
+
+ECHO_LIMIT = 200
+
+
+def clip(value: object, limit: int = ECHO_LIMIT) -> str:
+    """A client's value as echoed in an error message: ``repr``-quoted, cut to ``limit``
+    characters (a 1 MB model id must not come back as a 1 MB 404)."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) <= limit:
+        return repr(text)
+    return repr(text[:limit]) + f"... ({len(text)} characters)"
 
 
 class LlamascError(Exception):
@@ -105,6 +121,23 @@ class BodyTooLargeError(RequestError):
     code = "body_too_large"
 
 
+class HeadersTooLargeError(RequestError):
+    http_status = 431
+    code = "headers_too_large"
+
+
+class RequestTimeoutError(RequestError):
+    http_status = 408
+    code = "request_timeout"
+
+
+class ForbiddenError(LlamascError):
+    exit_code = 2
+    http_status = 403
+    error_type = "permission_error"
+    code = "forbidden_origin"
+
+
 class AuthError(LlamascError):
     exit_code = 2
     http_status = 401
@@ -132,6 +165,10 @@ class CapacityError(LlamascError):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(max(1, round(self.retry_after)))}
+
+
+class TooManyConnectionsError(CapacityError):
+    code = "too_many_connections"
 
 
 class ShuttingDownError(LlamascError):
@@ -177,6 +214,11 @@ class UpstreamError(SidecarError):
     code = "upstream_failed"
 
 
+class UpstreamTimeoutError(SidecarError):
+    http_status = 504
+    code = "upstream_timeout"
+
+
 class DaemonUnreachableError(LlamascError):
     exit_code = 1
     code = "daemon_unreachable"
@@ -195,6 +237,7 @@ class DataError(LlamascError):
 
 
 __all__ = [
+    "ECHO_LIMIT",
     "AuthError",
     "BodyTooLargeError",
     "CapacityError",
@@ -203,14 +246,20 @@ __all__ = [
     "DataError",
     "DiscoveryError",
     "FlagError",
+    "ForbiddenError",
+    "HeadersTooLargeError",
     "LlamascError",
     "NotFoundError",
     "ReadinessTimeoutError",
     "RemoteError",
     "RequestError",
+    "RequestTimeoutError",
     "ShuttingDownError",
     "SidecarError",
     "SpawnError",
+    "TooManyConnectionsError",
     "UnknownModelError",
     "UpstreamError",
+    "UpstreamTimeoutError",
+    "clip",
 ]

@@ -326,7 +326,7 @@ async def test_read_timeout_fails_and_closes_the_connection() -> None:
 
     server = Server(handler)
     async with server as base:
-        up = Upstream(base.base_url, Timeouts(read=0.2))
+        up = Upstream(base.base_url, Timeouts(first_byte=0.2))
         t0 = time.monotonic()
         with pytest.raises(UpstreamTimeout, match=r"0\.2 s"):
             await up.send(request(up))

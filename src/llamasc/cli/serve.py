@@ -96,6 +96,44 @@ _ApiKey = Annotated[
         help="Require Authorization: Bearer KEY (not on /health).",
     ),
 ]
+# -- issue 9: who may call, and how long a client or a child may keep us waiting
+_CorsOrigins = Annotated[
+    _Text,
+    _opt(
+        "--cors-origins",
+        env="LLAMASC_CORS_ORIGINS",
+        metavar="ORIGINS",
+        help="Web page origins allowed to call the daemon, comma-separated "
+        "(e.g. http://localhost:3000); others get 403 [default: none].",
+    ),
+]
+_MaxConnections = Annotated[
+    _Text,
+    _opt(
+        "--max-connections",
+        env="LLAMASC_MAX_CONNECTIONS",
+        metavar="N",
+        help="Open client connections at most, then 503 [default: from the open-file limit].",
+    ),
+]
+_FirstByte = Annotated[
+    _Text,
+    _opt(
+        "--upstream-first-byte-timeout",
+        env="LLAMASC_UPSTREAM_FIRST_BYTE_TIMEOUT",
+        metavar="S",
+        help="504 when llama-server sends nothing for S seconds after a request [default: 600].",
+    ),
+]
+_Idle = Annotated[
+    _Text,
+    _opt(
+        "--upstream-idle-timeout",
+        env="LLAMASC_UPSTREAM_IDLE_TIMEOUT",
+        metavar="S",
+        help="End an answer when llama-server is silent S seconds mid-answer [default: 120].",
+    ),
+]
 _QueueTimeout = Annotated[
     _Text,
     _opt(
@@ -212,6 +250,10 @@ def serve(
     access_log: Annotated[
         bool, typer.Option("--access-log", help="Log every request (costs latency).")
     ] = False,
+    cors_origins: _CorsOrigins = None,
+    max_connections: _MaxConnections = None,
+    upstream_first_byte_timeout: _FirstByte = None,
+    upstream_idle_timeout: _Idle = None,
     overlap_swaps: Annotated[
         bool,
         typer.Option(
@@ -247,6 +289,10 @@ def serve(
         "log_level": log_level,
         "access_log": access_log or None,
         "overlap_swaps": overlap_swaps or None,
+        "cors_origins": cors_origins,
+        "max_connections": max_connections,
+        "upstream_first_byte_timeout": upstream_first_byte_timeout,
+        "upstream_idle_timeout": upstream_idle_timeout,
     }
     settings = load_settings(cli, config_path=config)
     setup_logging(settings)

@@ -37,14 +37,21 @@ def _packaged_binary() -> Path | None:
 
 
 def llama_server_candidates(
-    explicit: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+    explicit: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    *,
+    source: str = "--llama-server",
 ) -> list[tuple[str, Path | None]]:
-    """Every place we look, in order, as (description, path or None)."""
+    """Every place we look, in order, as (description, path or None).
+
+    ``source`` names where ``explicit`` came from, as the user wrote it (``--llama-server``,
+    ``LLAMA_SERVER_BIN``, ``config.toml: llama_server_bin``), so an error points there.
+    """
     env = os.environ if env is None else env
     out: list[tuple[str, Path | None]] = []
     if explicit:
-        out.append(("--llama-server", Path(explicit)))
-    if env.get("LLAMA_SERVER_BIN"):
+        out.append((source, Path(explicit)))
+    if env.get("LLAMA_SERVER_BIN") and source != "LLAMA_SERVER_BIN":
         out.append(("LLAMA_SERVER_BIN", Path(env["LLAMA_SERVER_BIN"])))
     on_path = shutil.which("llama-server", path=env.get("PATH"))
     out.append(("llama-server on PATH", Path(on_path) if on_path else None))
@@ -57,20 +64,24 @@ def _usable(path: Path) -> bool:
 
 
 def find_llama_server(
-    explicit: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+    explicit: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    *,
+    source: str = "--llama-server",
 ) -> Path:
     """Return the llama-server to use, or raise DiscoveryError listing where we looked.
 
     An explicitly named binary that is missing is an error of its own: we never fall back
     silently from what the operator asked for.
     """
-    candidates = llama_server_candidates(explicit, env)
-    for source, path in candidates:
+    candidates = llama_server_candidates(explicit, env, source=source)
+    named = {source, "LLAMA_SERVER_BIN"}
+    for where, path in candidates:
         if path is None:
             continue
         if _usable(path):
             return path.resolve()
-        if source in ("--llama-server", "LLAMA_SERVER_BIN"):
-            raise DiscoveryError(f"llama-server from {source} is not an executable file: {path}")
+        if where in named:
+            raise DiscoveryError(f"llama-server from {where} is not an executable file: {path}")
     looked = ", ".join(src for src, _ in candidates)
     raise DiscoveryError(f"no llama-server found (looked at: {looked}); {INSTALL_HINT}")

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from llamasc.errors import ConfigError, DiscoveryError, UnknownModelError
+from llamasc.errors import ConfigError, DiscoveryError, UnknownModelError, clip
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +45,11 @@ class ModelCatalog:
         try:
             return self.models[model_id]
         except KeyError:
-            known = ", ".join(sorted(self.models)) or "none"
-            raise UnknownModelError(f"unknown model {model_id!r}; known models: {known}") from None
+            ids = sorted(self.models)
+            known = ", ".join(ids[:50]) + (f" and {len(ids) - 50} more" if len(ids) > 50 else "")
+            raise UnknownModelError(
+                f"unknown model {clip(model_id)}; known models: {known or 'none'}"
+            ) from None
 
     def ids(self) -> list[str]:
         return list(self.models)

@@ -29,8 +29,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
+from llamasc.config.origins import parse_origins
 from llamasc.errors import ConfigError
 
 DEFAULT_BIND = "127.0.0.1:8402"
@@ -77,6 +78,23 @@ class Settings(BaseModel):
     overlap_swaps: bool = False
     models: dict[str, ModelSettings] = Field(default_factory=dict)
     flag_policy: dict[str, Any] = Field(default_factory=dict)
+    # -- issue 9: web page origins, HTTP bounds, upstream timeouts (llamasc.server.cors)
+    cors_origins: tuple[str, ...] = ()
+    _origins: dict[str, str] = PrivateAttr(default_factory=dict)  # field -> as the user named it
+    header_timeout: float = Field(default=10.0, gt=0)
+    body_timeout: float = Field(default=30.0, gt=0)
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_headers: int = Field(default=100, ge=8)
+    max_connections: int | None = Field(default=None, ge=1)  # None: from the open-file limit
+    upstream_first_byte_timeout: float = Field(default=600.0, gt=0)
+    upstream_idle_timeout: float = Field(default=120.0, gt=0)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _parse_origins(cls, value: Any) -> Any:
+        if isinstance(value, str | list | tuple):
+            return parse_origins(value)
+        return value
 
     @field_validator("bind")
     @classmethod
@@ -117,7 +135,7 @@ class Settings(BaseModel):
             raise ValueError("json array")
         return value
 
-    @field_validator("body_limit", mode="before")
+    @field_validator("body_limit", "max_header_bytes", mode="before")
     @classmethod
     def _parse_size(cls, value: Any) -> Any:
         return parse_size(value) if isinstance(value, str) else value
@@ -127,6 +145,10 @@ class Settings(BaseModel):
     def _upper_level(cls, value: Any) -> Any:
         level = value.strip().upper() if isinstance(value, str) else value
         return "WARNING" if level == "WARN" else level
+
+    def source_of(self, name: str) -> str:
+        """Where setting ``name`` came from, as the user spelled it (for error messages)."""
+        return self._origins.get(name) or SOURCES.get(name, (None, None))[1] or name
 
     @property
     def host(self) -> str:
@@ -175,6 +197,17 @@ SOURCES: dict[str, tuple[str | None, str | None]] = {
     "insecure": (None, "--insecure"),
     "access_log": ("LLAMASC_ACCESS_LOG", "--access-log"),
     "overlap_swaps": ("LLAMASC_OVERLAP_SWAPS", "--overlap-swaps"),
+    "cors_origins": ("LLAMASC_CORS_ORIGINS", "--cors-origins"),
+    "header_timeout": ("LLAMASC_HEADER_TIMEOUT", None),
+    "body_timeout": ("LLAMASC_BODY_TIMEOUT", None),
+    "max_header_bytes": ("LLAMASC_MAX_HEADER_BYTES", None),
+    "max_headers": ("LLAMASC_MAX_HEADERS", None),
+    "max_connections": ("LLAMASC_MAX_CONNECTIONS", "--max-connections"),
+    "upstream_first_byte_timeout": (
+        "LLAMASC_UPSTREAM_FIRST_BYTE_TIMEOUT",
+        "--upstream-first-byte-timeout",
+    ),
+    "upstream_idle_timeout": ("LLAMASC_UPSTREAM_IDLE_TIMEOUT", "--upstream-idle-timeout"),
 }
 
 # What a valid value looks like, for the one-line error.
@@ -193,6 +226,14 @@ _EXPECT: dict[str, str] = {
     "insecure": "true or false",
     "access_log": "true or false",
     "overlap_swaps": "true or false",
+    "cors_origins": "a comma-separated list of origins like http://localhost:3000 (or *)",
+    "header_timeout": "a number of seconds > 0",
+    "body_timeout": "a number of seconds > 0",
+    "max_header_bytes": "a size >= 1024 bytes (e.g. 65536, 64KiB)",
+    "max_headers": "an integer >= 8",
+    "max_connections": "an integer >= 1",
+    "upstream_first_byte_timeout": "a number of seconds > 0",
+    "upstream_idle_timeout": "a number of seconds > 0",
 }
 
 _PATH_FIELDS = (
@@ -352,9 +393,11 @@ def settings_from_sources(
             merged[name] = value
             origin[name] = SOURCES.get(name, (None, f"--{name.replace('_', '-')}"))[1] or name
     try:
-        return Settings.model_validate(merged)
+        settings = Settings.model_validate(merged)
     except ValidationError as exc:
         raise ConfigError(_one_line(exc, merged, origin)) from None
+    settings._origins = dict(origin)
+    return settings
 
 
 def _one_line(exc: ValidationError, merged: Mapping[str, Any], origin: Mapping[str, str]) -> str:

@@ -149,6 +149,10 @@ class FlagPolicy(BaseModel):
     allow: frozenset[str] = Field(default_factory=frozenset)
     deny: frozenset[str] = Field(default_factory=frozenset)
     path_roots: dict[str, tuple[Path, ...]] = Field(default_factory=dict)
+    #: untrusted callers' ``-c`` at most (then ``-c 0``, the model's whole trained context,
+    #: is refused too) and ``-np`` at most; None: only the ranges of llamasc.flags.values
+    max_ctx_size: int | None = Field(default=None, ge=1)
+    max_parallel: int | None = Field(default=None, ge=1)
 
     @field_validator("allow", "deny")
     @classmethod

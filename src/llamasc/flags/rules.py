@@ -28,6 +28,9 @@ FALSEY = ("off", "disabled", "false", "0")
 AUTOY = ("auto", "-1")
 
 _INT_RE = re.compile(r"[+-]?[0-9]+")
+# More digits than any int64 has: refused before int(), which is quadratic in the digit count
+# and raises ValueError past 4,300 digits.
+MAX_INT_DIGITS = 20
 _FLOAT_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
@@ -57,6 +60,8 @@ class IntRule:
         if not _INT_RE.fullmatch(value):
             extra = f" (or {', '.join(self.words)})" if self.words else ""
             return f"needs an integer{extra}, got '{_clip(value)}'"
+        if len(value.lstrip("+-0")) > MAX_INT_DIGITS:
+            return f"is out of range: an integer of {len(value)} characters, got '{_clip(value)}'"
         n = int(value)
         lo, hi = self.lo, self.hi
         if not trusted and self.untrusted is not None:
@@ -138,6 +143,8 @@ class TextRule:
                 data = json.loads(value)
             except json.JSONDecodeError as exc:
                 return f"must be valid JSON ({exc.msg} at position {exc.pos})"
+            except RecursionError:
+                return "must be valid JSON of reasonable depth (it nests too deeply)"
             if self.json_kind is not object and not isinstance(data, self.json_kind):
                 return f"must be a JSON {'object' if self.json_kind is dict else 'value'}"
         return None

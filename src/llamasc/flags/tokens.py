@@ -74,6 +74,8 @@ def _split_text(text: str) -> list[str]:
             data = json.loads(stripped)
         except json.JSONDecodeError as exc:
             raise _fail(f"the flags look like a JSON list but do not parse: {exc.msg}") from exc
+        except RecursionError:
+            raise _fail("the flags look like a JSON list but nest too deeply") from None
         if not isinstance(data, list) or not all(isinstance(t, str) for t in data):
             raise _fail("a JSON flag list must be a list of strings")
         return data

@@ -95,6 +95,42 @@ def _judge(
     return why, occ
 
 
+def _int(values: dict[str, tuple[str, ...]], flag: str) -> int | None:
+    try:
+        return int(values[flag][0])
+    except (KeyError, IndexError, ValueError):
+        return None
+
+
+def check_caps(values: dict[str, tuple[str, ...]], policy: FlagPolicy) -> dict[str, str]:
+    """The operator's ``max_ctx_size`` / ``max_parallel`` for untrusted callers, so that no
+    client can ask for tens of GB of KV cache (``-c 1048576 -np 64``)."""
+    if policy.trusted:
+        return {}
+    out: dict[str, str] = {}
+    cap, slots_cap = policy.max_ctx_size, policy.max_parallel
+    ctx = _int(values, "--ctx-size")
+    if cap is not None and ctx is not None and (ctx == 0 or ctx > cap):
+        got = "0 (the model's whole trained context)" if ctx == 0 else str(ctx)
+        out["--ctx-size"] = (
+            f"must be at most {cap} in this pool (flag_policy max_ctx_size), got {got}"
+        )
+    slots = _int(values, "--parallel")
+    if slots_cap is not None and slots is not None and slots > slots_cap:
+        out["--parallel"] = (
+            f"must be at most {slots_cap} in this pool (flag_policy max_parallel), got {slots}"
+        )
+    per_slot = _int(values, "--kv-unified-per-slot")
+    if cap is not None and ctx is None and per_slot is not None:
+        n = slots if slots is not None and slots > 0 else 4
+        if per_slot * n > cap:
+            out["--kv-unified-per-slot"] = (
+                f"{per_slot} per slot x {n} slots = {per_slot * n} tokens of context, over "
+                f"this pool's {cap} (flag_policy max_ctx_size)"
+            )
+    return out
+
+
 def _roots_for(canonical: str, policy: FlagPolicy, table: FlagTable) -> tuple[Path, ...] | None:
     for name, dirs in policy.path_roots.items():
         if (table.canonical_name(name) or name) == canonical:
@@ -110,10 +146,22 @@ def validate_flags(
     """Check ``flags`` (a string, JSON list text, or tokens) against ``policy``.
 
     Never raises for bad flags: every problem is collected in the returned
-    :class:`Validation` (call ``raise_for_problems()`` to turn it into a FlagError).
+    :class:`Validation` (call ``raise_for_problems()`` to turn it into a FlagError). A bug
+    in a check that some input trips is logged with its traceback and reported as a problem
+    of that input too: whatever a client sends ends in a refusal, never in a crash.
     """
     policy = policy or FlagPolicy()
     table = table or load_default_table()
+    try:
+        return _validate(flags, policy, table)
+    except Exception as exc:
+        log.exception("validating llama-server flags failed")
+        return Validation(
+            ok=False, problems=[f"these flags could not be checked ({type(exc).__name__})"]
+        )
+
+
+def _validate(flags: str | Sequence[str], policy: FlagPolicy, table: FlagTable) -> Validation:
     try:
         tokens = parse_flag_input(flags)
     except FlagError as exc:
@@ -130,7 +178,8 @@ def validate_flags(
     judged = [_judge(found, policy, table, sets) for found in occurrences]
     last = {o.spec.canonical: i for i, (refused, o) in enumerate(judged) if refused is None}
     values = {flag: judged[i][1].values for flag, i in last.items()}
-    for flag, reason in check_combination(values, policy.trusted).items():
+    for flag, reason in {**check_combination(values, policy.trusted),
+                         **check_caps(values, policy)}.items():  # fmt: skip
         judged[last[flag]] = (reason, judged[last[flag]][1])
     for why, occ in judged:
         name = occ.spec.spelling(occ.negative) if occ.spec.negatives else occ.spec.canonical
@@ -156,4 +205,4 @@ def validate_flags(
     )
 
 
-__all__ = ["FlagVerdict", "Validation", "validate_flags"]
+__all__ = ["FlagVerdict", "Validation", "check_caps", "validate_flags"]

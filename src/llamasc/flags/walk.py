@@ -11,15 +11,26 @@ look like. We mirror that, with three deliberate differences that only ever refu
   (``--temp -1``) are taken as values, like llama.cpp does.
 * an unknown flag followed by a non-flag token takes it as its presumed value, so one typo is
   reported once, not twice.
+* ``--flag=value`` whose value is a known flag spelling (``-r=--port``) is refused like
+  ``-r --port`` is: its canonical form (two tokens) would otherwise read differently when
+  walked again, so the verdict of the canonical form is always the verdict of the input.
+
+Cost: the "did you mean" search is the only part that is not linear in the input's size, so
+only the first :data:`MAX_SUGGESTIONS` unknown flags of a walk get one, and names longer than
+:data:`MAX_SUGGEST_LEN` none (256 unknown flags then cost well under a millisecond).
 """
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from rapidfuzz import fuzz, process
+
 from llamasc.flags.table import FlagSpec, FlagTable, normalize_name
+
+MAX_SUGGESTIONS = 5
+MAX_SUGGEST_LEN = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,9 +72,13 @@ def _split_attached(token: str) -> tuple[str, str | None]:
 
 
 def did_you_mean(name: str, table: FlagTable) -> str | None:
-    """The closest llama-server spelling to ``name`` (difflib, cutoff 0.6), if any."""
-    matches = difflib.get_close_matches(normalize_name(name), table.server_names(), 1, 0.6)
-    return matches[0] if matches else None
+    """The closest llama-server spelling to ``name`` (similarity ratio >= 0.6), if any."""
+    if len(name) > MAX_SUGGEST_LEN:
+        return None
+    best = process.extractOne(
+        normalize_name(name), table.server_names(), scorer=fuzz.ratio, score_cutoff=60
+    )
+    return best[0] if best else None
 
 
 def _clip(text: str, n: int = 40) -> str:
@@ -74,7 +89,7 @@ def _known_flag(token: str, table: FlagTable) -> bool:
     return looks_like_flag(token) and table.lookup(_split_attached(token)[0]) is not None
 
 
-def _unknown_reason(name: str, table: FlagTable) -> str:
+def _unknown_reason(name: str, table: FlagTable, *, suggest: bool = True) -> str:
     stripped = name.strip()
     if stripped != name and table.lookup(stripped) is not None:
         return f"llama-server does not accept the spaces around it; write '{stripped}'"
@@ -84,7 +99,7 @@ def _unknown_reason(name: str, table: FlagTable) -> str:
             "one argument holding spaces; llama-server wants the flag and its value as "
             f"separate arguments ('{words[0]}' then '{_clip(' '.join(words[1:]))}')"
         )
-    hint = did_you_mean(stripped, table)
+    hint = did_you_mean(stripped, table) if suggest else None
     return "unknown llama-server flag" + (f"; did you mean '{hint}'?" if hint else "")
 
 
@@ -95,6 +110,7 @@ def walk(tokens: Sequence[str], table: FlagTable) -> tuple[list[Occurrence], lis
     n = len(tokens)
     i = 0
     last_switch: Occurrence | None = None  # a value-less flag directly before this token
+    unknown = 0
     while i < n:
         tok = tokens[i]
         padded = tok.strip() != tok and looks_like_flag(tok.strip())
@@ -115,7 +131,9 @@ def walk(tokens: Sequence[str], table: FlagTable) -> tuple[list[Occurrence], lis
             if value is None and i + 1 < n and not looks_like_flag(tokens[i + 1]):
                 value = tokens[i + 1]
                 i += 1
-            strays.append(Stray(start, name, value, _unknown_reason(name, table)))
+            unknown += 1
+            reason = _unknown_reason(name, table, suggest=unknown <= MAX_SUGGESTIONS)
+            strays.append(Stray(start, name, value, reason))
             last_switch = None
             i += 1
             continue
@@ -125,6 +143,12 @@ def walk(tokens: Sequence[str], table: FlagTable) -> tuple[list[Occurrence], lis
         if attached is not None:
             if spec.arity == 0:
                 error = "takes no value (write it without '=')"
+            elif _known_flag(attached, table):
+                error = (
+                    f"its value '{_clip(attached)}' is a llama-server flag (refused as "
+                    f"'{name} {_clip(attached)}' is: llama-server would be handed it as an "
+                    "argument of its own)"
+                )
             else:
                 values.append(attached)
         i += 1

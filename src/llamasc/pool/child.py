@@ -120,6 +120,10 @@ class Lease:
         if timings is not None:
             self._child.last_timings = timings
 
+    def report_timeout(self) -> None:
+        """The sidecar did not answer in time: that counts as a failed health check."""
+        self._pool.child_timed_out(self._child)
+
     def __repr__(self) -> str:
         return f"<Lease {self.model_id} {self.key[:12]} port={self.port}>"
 

@@ -261,15 +261,22 @@ class Children:
                 if ok is True:
                     child.health_failures = 0
                     continue
-                child.health_failures += 1
-                log.warning(
-                    "%s for %s failed health check %d/%d",
-                    *(child.key[:12], child.model_id, child.health_failures),
-                    self.config.health_failures,
-                )
-                if child.health_failures >= self.config.health_failures and not child.stopping:
-                    child.stop_reason = "unhealthy"
-                    self._events.child_unhealthy(child.key)
+                self.health_failed(child, "failed health check")
+
+    def health_failed(self, child: Child, what: str) -> None:
+        """Count one failed check of ``child`` (a health probe, or a request that timed out
+        upstream); at the configured count it is stopped as unhealthy and replaced."""
+        if child.stopping or self._by_key.get(child.key) is not child:
+            return
+        child.health_failures += 1
+        log.warning(
+            "%s for %s %s %d/%d",
+            *(child.key[:12], child.model_id, what, child.health_failures),
+            self.config.health_failures,
+        )
+        if child.health_failures >= self.config.health_failures:
+            child.stop_reason = "unhealthy"
+            self._events.child_unhealthy(child.key)
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro, name=name)

@@ -253,6 +253,10 @@ class Pool:
     def child_unhealthy(self, key: str) -> None:
         self._dispatch(self._sched.stop_requested, key, time.monotonic())
 
+    def child_timed_out(self, child: Child) -> None:
+        """A request to ``child`` timed out upstream (see ``Lease.report_timeout``)."""
+        self._children.health_failed(child, "timed out answering a request, health check")
+
     def children_changed(self) -> None:
         if self.on_change is not None:
             try:

@@ -20,12 +20,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from llamasc.config import ModelCatalog
 from llamasc.config.settings import Settings
-from llamasc.errors import AuthError, LlamascError, NotFoundError, RequestError
+from llamasc.errors import AuthError, LlamascError, NotFoundError, RequestError, clip
 from llamasc.flags import FlagPolicy
 from llamasc.server._types import PoolLike
 from llamasc.server.admin import Admin
+from llamasc.server.cors import CorsPolicy
 from llamasc.server.envelope import MethodNotAllowedError, error_bytes, send_error
 from llamasc.server.flaggate import FlagGate
+from llamasc.server.guard import INTERNAL_MESSAGE, Guard
 from llamasc.server.relay import AUTH_MESSAGE, PROXY_PATHS, Proxy
 from llamasc.server.state import DaemonState, LlamaServerInfo
 
@@ -71,11 +73,11 @@ async def _on_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     err: LlamascError
     if exc.status_code == 404:
-        err = NotFoundError(f"no route {request.method} {request.url.path}")
+        err = NotFoundError(f"no route {request.method} {clip(request.url.path)}")
     elif exc.status_code == 405:
         allow = (exc.headers or {}).get("Allow", "")
         err = MethodNotAllowedError(
-            f"{request.url.path} does not accept {request.method}", allow=allow
+            f"{clip(request.url.path)} does not accept {request.method}", allow=allow
         )
     else:
         err = RequestError(exc.detail)
@@ -83,8 +85,8 @@ async def _on_http_exception(request: Request, exc: Exception) -> Response:
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
-    log.error("%s %s failed: %r", request.method, request.url.path, exc)
-    return _error_response(LlamascError(f"internal error: {type(exc).__name__}"))
+    # Starlette re-raises after this answer: the traceback is logged once, by the server.
+    return _error_response(LlamascError(INTERNAL_MESSAGE))
 
 
 class LlamascApp(Starlette):
@@ -93,6 +95,9 @@ class LlamascApp(Starlette):
     def __init__(self, state: DaemonState) -> None:
         self.llamasc = state
         self._proxy = Proxy(state)
+        self._guard = Guard(
+            self._dispatch, CorsPolicy(state.settings.cors_origins), lambda: state.draining
+        )
 
         @asynccontextmanager
         async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -114,6 +119,9 @@ class LlamascApp(Starlette):
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._guard(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] in PROXY_PATHS:
             await self._proxy(scope, receive, send)
             return

@@ -8,6 +8,7 @@ child and return normally (exit status 0). A second Ctrl-C skips the wait.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
@@ -15,7 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -27,7 +28,9 @@ from llamasc.config import ModelCatalog, ModelEntry, discover_models, find_llama
 from llamasc.config.settings import Settings, check_bind_security
 from llamasc.errors import ConfigError, FlagError
 from llamasc.flags import DEFAULT_BASE_ARGS, FlagPolicy, fix_legacy_base_args, validate_flags
+from llamasc.server._httpbounds import BoundedHttpToolsProtocol, HttpBounds, default_max_connections
 from llamasc.server.app import LlamascApp, create_app
+from llamasc.server.cors import split_cors_origins
 from llamasc.server.state import LlamaServerInfo
 
 if TYPE_CHECKING:
@@ -108,10 +111,43 @@ def resolve_base_args(settings: Settings) -> tuple[tuple[str, ...], list[str]]:
     return args, notes
 
 
-def build_policy(settings: Settings) -> FlagPolicy:
-    """The policy for X-Agent-Flags: untrusted, widened by the config file's flag_policy."""
+def absorb_cors_origins(settings: Settings) -> Settings:
+    """``--cors-origins`` written in BASE_ARGS is the operator's list for llamasc: taken out
+    of the children's arguments (they are never reached by a browser) and added to ours."""
+    if not settings.base_args:
+        return settings
+    args, origins = split_cors_origins(settings.base_args)
+    if not origins and len(args) == len(settings.base_args):
+        return settings
+    merged = tuple(dict.fromkeys((*settings.cors_origins, *origins)))
+    return settings.model_copy(update={"base_args": args, "cors_origins": merged})
+
+
+DEFAULT_CTX_CAP = 32768  # llama-sidecar's default context
+DEFAULT_PARALLEL_CAP = 16
+
+
+def policy_caps(base_args: Sequence[str]) -> dict[str, int]:
+    """Default ``max_ctx_size``/``max_parallel`` for clients: what the base arguments give
+    every sidecar (``-c``, ``-np``), else 32768 tokens and 16 slots."""
+    from llamasc.flags import canonicalize
+
+    tokens = canonicalize(list(base_args))
+    found = {tokens[i]: tokens[i + 1] for i in range(len(tokens) - 1) if tokens[i][:2] == "--"}
+    caps = {"max_ctx_size": DEFAULT_CTX_CAP, "max_parallel": DEFAULT_PARALLEL_CAP}
+    for flag, key in (("--ctx-size", "max_ctx_size"), ("--parallel", "max_parallel")):
+        with contextlib.suppress(KeyError, ValueError):
+            value = int(found[flag])
+            if value > 0:
+                caps[key] = max(value, caps[key]) if key == "max_parallel" else value
+    return caps
+
+
+def build_policy(settings: Settings, base_args: Sequence[str] = ()) -> FlagPolicy:
+    """The policy for X-Agent-Flags: untrusted, widened by the config file's flag_policy;
+    per-request context and slots capped by what the base arguments configure."""
     try:
-        return FlagPolicy.untrusted(**settings.flag_policy)
+        return FlagPolicy.untrusted(**{**policy_caps(base_args), **settings.flag_policy})
     except (ValueError, FlagError) as exc:
         first = str(exc).splitlines()
         raise ConfigError(f"flag_policy: {' '.join(first[:3])}") from None
@@ -168,14 +204,23 @@ class _Server(uvicorn.Server):
             self._on_started()
 
 
-def _http_protocol() -> type[asyncio.Protocol] | str:
+def http_bounds(settings: Settings) -> HttpBounds:
+    """The per-connection bounds of :mod:`llamasc.server._httpbounds` from the settings."""
+    return HttpBounds(
+        header_timeout=settings.header_timeout,
+        body_timeout=settings.body_timeout,
+        max_header_bytes=settings.max_header_bytes,
+        max_headers=settings.max_headers,
+        max_connections=settings.max_connections or default_max_connections(),
+    )
+
+
+def _http_protocol(settings: Settings) -> type[asyncio.Protocol] | str:
     import importlib.util
 
     if importlib.util.find_spec("httptools") is None:
         return "h11"
-    from llamasc.server._httpproto import CoalescingHttpToolsProtocol
-
-    return CoalescingHttpToolsProtocol
+    return BoundedHttpToolsProtocol.with_bounds(http_bounds(settings))
 
 
 def _uvicorn_config(app: LlamascApp, settings: Settings) -> uvicorn.Config:
@@ -187,7 +232,8 @@ def _uvicorn_config(app: LlamascApp, settings: Settings) -> uvicorn.Config:
         server_header=False,
         proxy_headers=False,
         ws="none",
-        http=_http_protocol(),
+        http=_http_protocol(settings),
+        h11_max_incomplete_event_size=settings.max_header_bytes,  # only without httptools
         loop="auto",
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace),
         # uvicorn's 5 s default closes an agent's idle keep-alive connection between two turns
@@ -213,10 +259,13 @@ class Daemon:
         from llamasc.pool.pool import Pool
 
         check_bind_security(settings)
-        binary = find_llama_server(settings.llama_server_bin, os.environ)
+        settings = absorb_cors_origins(settings)
+        binary = find_llama_server(
+            settings.llama_server_bin, os.environ, source=settings.source_of("llama_server_bin")
+        )
         catalog = build_catalog(settings)
         base_args, notes = resolve_base_args(settings)
-        policy = build_policy(settings)
+        policy = build_policy(settings, base_args)
         info = LlamaServerInfo(path=binary, version=probe_version(binary))
         log.info("llama-server %s (%s)", binary, info.version)
         config = PoolConfig(
@@ -277,9 +326,12 @@ def run(settings: Settings, *, on_ready: Callable[[ServeInfo], None] | None = No
 __all__ = [
     "Daemon",
     "ServeInfo",
+    "absorb_cors_origins",
     "build_catalog",
     "build_policy",
+    "http_bounds",
     "listen_socket",
+    "policy_caps",
     "probe_version",
     "resolve_base_args",
     "run",

@@ -17,6 +17,8 @@ from llamasc.errors import FlagError, LlamascError, RequestError, SidecarError
 Source = Literal["llamasc", "upstream"]
 
 _JSON = b"application/json"
+# Whatever a message echoes, an error stays small (each echo is also cut at its source).
+MESSAGE_LIMIT = 16 * 1024
 
 
 class MethodNotAllowedError(RequestError):
@@ -43,6 +45,9 @@ def envelope(err: LlamascError, source: Source | None = None) -> dict[str, Any]:
     if isinstance(err, FlagError) and err.details:
         # many clients show only the message: put every problem in it, not just a count
         body["error"]["message"] = f"{err.message}: " + "; ".join(err.details)
+    message = body["error"]["message"]
+    if len(message) > MESSAGE_LIMIT:
+        body["error"]["message"] = message[:MESSAGE_LIMIT] + f"... (cut, {len(message)} chars)"
     body["error"]["source"] = source or source_of(err)
     return body
 

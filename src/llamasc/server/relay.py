@@ -22,14 +22,17 @@ from starlette.types import Receive, Scope, Send
 
 from llamasc.errors import (
     AuthError,
+    HeadersTooLargeError,
     LlamascError,
     RequestError,
     ShuttingDownError,
     UpstreamError,
+    UpstreamTimeoutError,
 )
 from llamasc.server._request import header_text, model_from_body, read_body
 from llamasc.server._types import LeaseLike
 from llamasc.server.envelope import MethodNotAllowedError, send_error, sse_error_event
+from llamasc.server.guard import INTERNAL_MESSAGE
 from llamasc.server.state import DaemonState
 from llamasc.server.upstream_conn import (
     Connection,
@@ -81,6 +84,9 @@ _DECODER = json.JSONDecoder()  # one for all: building one costs ~8 µs a reques
 # disconnect watcher. Longer ones get one, so a client that leaves stops its generation.
 WATCH_AFTER = 0.1
 
+
+# cpp-httplib (llama-server) answers an empty 400 to a header line longer than 8 KiB.
+UPSTREAM_HEADER_LINE = 8192 - 4
 
 AUTH_MESSAGE = "missing or invalid API key (send Authorization: Bearer <key>)"
 
@@ -149,9 +155,12 @@ class Proxy:
             return
         model_h = flags_h = auth_h = length_h = None
         fwd: list[tuple[bytes, bytes]] = []
+        too_long: bytes | None = None
         for name, value in scope["headers"]:
             if name not in _DROP_REQUEST:
                 fwd.append((name, value))
+                if len(name) + len(value) > UPSTREAM_HEADER_LINE:
+                    too_long = name
             elif name == b"x-model-id":
                 model_h = value
             elif name == b"x-agent-flags":
@@ -166,6 +175,12 @@ class Proxy:
         if st.draining:
             await send_error(send, ShuttingDownError("llamasc is shutting down"))
             return
+        if too_long is not None:
+            what = too_long[:64].decode("latin-1")
+            await send_error(send, HeadersTooLargeError(
+                f"header {what!r} is longer than the {UPSTREAM_HEADER_LINE + 4} bytes a "
+                "llama-server header line may have"))  # fmt: skip
+            return
         try:
             body = await read_body(receive, st.body_limit, length_h)
             model = header_text(model_h, "X-Model-Id") if model_h is not None else ""
@@ -178,10 +193,17 @@ class Proxy:
         except LlamascError as exc:
             await send_error(send, exc)
             return
-        call = _Call(asyncio.current_task(), receive)
-        timer = asyncio.get_running_loop().call_later(WATCH_AFTER, call.watch)
+        task = asyncio.current_task()
+        call = _Call(task, receive)
+        loop = asyncio.get_running_loop()
+        if st.loop is None:
+            st.loop = loop
+        timer = loop.call_later(WATCH_AFTER, call.watch)
+        if task is not None:
+            st.waiters.add(task)  # until a sidecar is ours: draining answers it 503 at once
         try:
             async with st.pool.lease(model, flags) as lease:
+                st.waiters.discard(task)
                 await self._forward(
                     scope, send, lease, method=method.encode(), body=body, fwd=fwd, call=call
                 )
@@ -190,7 +212,7 @@ class Proxy:
                 call.task.uncancel()
                 log.debug("client left %s; upstream request cancelled", scope["path"])
                 return
-            raise
+            raise  # shutting down: the Guard answers 503 if nothing was sent yet
         except LlamascError as exc:
             if call.started:
                 raise
@@ -199,8 +221,9 @@ class Proxy:
             if call.started or isinstance(exc, _AbortConnection):
                 raise
             log.exception("proxying %s failed", scope["path"])
-            await send_error(send, LlamascError(f"internal error: {type(exc).__name__}: {exc}"))
+            await send_error(send, LlamascError(INTERNAL_MESSAGE))
         finally:
+            st.waiters.discard(task)
             call.done = True
             timer.cancel()
             if call.watcher is not None:
@@ -240,7 +263,8 @@ class Proxy:
         try:
             conn = await up.send(up.head(method, target, fwd) + body)
         except UpstreamTimeout as exc:
-            raise UpstreamError(f"{where} timed out: {exc}") from None
+            _report_timeout(lease)
+            raise UpstreamTimeoutError(f"{where} {exc}") from None
         except UpstreamConnectError as exc:
             raise UpstreamError(f"{where} failed before answering: {exc}") from None
         except UpstreamIOError as exc:
@@ -257,8 +281,8 @@ class Proxy:
         sse = False
         for raw_name, value in conn.headers:
             name = raw_name.lower()
-            if name in _DROP_RESPONSE:
-                continue
+            if name in _DROP_RESPONSE or name.startswith(b"access-control-"):
+                continue  # llama-server's CORS is not ours: see llamasc.server.cors
             if name == b"content-type" and value.startswith(_SSE):
                 sse = True
             headers.append((name, value))
@@ -284,7 +308,12 @@ class Proxy:
                 call.done = True
                 await send({"type": "http.response.body", "body": last, "more_body": False})
         except UpstreamIOError as exc:
-            err = UpstreamError(f"{where} broke off its answer: {exc}")
+            err: UpstreamError | UpstreamTimeoutError
+            if isinstance(exc, UpstreamTimeout):
+                _report_timeout(lease)
+                err = UpstreamTimeoutError(f"{where} {exc}")
+            else:
+                err = UpstreamError(f"{where} broke off its answer: {exc}")
             log.warning("%s", err)
             if not sse:
                 raise _AbortConnection(str(err)) from None
@@ -297,6 +326,12 @@ class Proxy:
             timings = find_timings(before, last)
             if timings is not None:
                 _record(lease, timings)
+
+
+def _report_timeout(lease: LeaseLike) -> None:
+    report = getattr(lease, "report_timeout", None)  # the real pool's leases have it
+    if report is not None:
+        report()
 
 
 def _record(lease: LeaseLike, timings: dict[str, Any]) -> None:

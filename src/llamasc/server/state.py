@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from llamasc.config import ModelCatalog
 from llamasc.config.settings import Settings
 from llamasc.server._types import PoolLike
 from llamasc.server.flaggate import FlagGate
 from llamasc.server.upstream import Upstreams
+from llamasc.server.upstream_conn import Timeouts
 
 log = logging.getLogger(__name__)
+
+DRAIN_MESSAGE = "llamasc is shutting down"
 
 
 @dataclass(frozen=True)
@@ -26,7 +32,12 @@ class LlamaServerInfo:
 
 
 class DaemonState:
-    """One daemon's shared state. ``draining`` turns new requests away with 503."""
+    """One daemon's shared state. ``draining`` turns new requests away with 503.
+
+    Requests waiting for a sidecar (loading, or the pool full) register in ``waiters``:
+    setting ``draining`` (from any thread) cancels them at once, and each answers 503
+    ``shutting_down``; requests already being answered get the shutdown grace.
+    """
 
     def __init__(
         self,
@@ -42,7 +53,11 @@ class DaemonState:
         self.gate = gate
         self.llama_server = llama_server
         self.upstreams = Upstreams(
-            lambda: (s.hash for s in pool.sidecars() if s.state != "stopping")
+            lambda: (s.hash for s in pool.sidecars() if s.state != "stopping"),
+            Timeouts(
+                first_byte=settings.upstream_first_byte_timeout,
+                idle=settings.upstream_idle_timeout,
+            ),
         )
         if hasattr(pool, "on_change"):  # the real pool: hear of stops as they begin
             pool.on_change = self.upstreams.sweep
@@ -50,9 +65,30 @@ class DaemonState:
         self._api_key = settings.api_key.encode() if settings.api_key else None
         self.started_at = time.time()
         self._started_mono = time.monotonic()
-        self.draining = False
+        self._draining = False
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.waiters: set[asyncio.Task[Any]] = set()
         self._pool_started = False
         self._closed = False
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
+    @draining.setter
+    def draining(self, value: bool) -> None:
+        self._draining = value
+        loop = self.loop
+        if value and loop is not None and not loop.is_closed():
+            # RuntimeError: the loop closed meanwhile, so nobody is waiting any more
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._release_waiters)
+
+    def _release_waiters(self) -> None:
+        if self.waiters:
+            log.info("shutting down: %d waiting request(s) answered 503", len(self.waiters))
+        for task in list(self.waiters):
+            task.cancel(DRAIN_MESSAGE)
 
     @property
     def auth_required(self) -> bool:
@@ -71,6 +107,7 @@ class DaemonState:
 
     async def startup(self) -> None:
         """Start the pool once (reaps leftovers of an earlier daemon)."""
+        self.loop = asyncio.get_running_loop()
         if not self._pool_started:
             self._pool_started = True
             await self.pool.start()
@@ -86,4 +123,4 @@ class DaemonState:
         log.info("all sidecars stopped")
 
 
-__all__ = ["DaemonState", "LlamaServerInfo"]
+__all__ = ["DRAIN_MESSAGE", "DaemonState", "LlamaServerInfo"]

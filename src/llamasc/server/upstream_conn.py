@@ -44,10 +44,17 @@ class UpstreamProtocolError(UpstreamIOError):
 
 @dataclass(frozen=True)
 class Timeouts:
-    """Seconds allowed per step; ``None`` waits forever (generation may take minutes)."""
+    """Seconds allowed per step; ``None`` waits forever.
+
+    ``first_byte`` runs from the request's send to the response head: a long prompt's
+    prefill on a big model may take minutes before llama-server answers anything. ``idle``
+    is the longest silence between two pieces of the body (streamed tokens come far more
+    often; a non-streamed answer is one piece, so for it ``first_byte`` is what counts).
+    """
 
     connect: float | None = 5.0
-    read: float | None = None
+    first_byte: float | None = 600.0
+    idle: float | None = 120.0
     write: float | None = 60.0
 
 
@@ -206,7 +213,7 @@ class Connection(asyncio.Protocol):
         while not self._head_done:
             if self._error is not None:
                 raise self._error
-            await self._wait()
+            await self._wait(self.timeouts.first_byte, "waiting for the first byte of the answer")
 
     async def read(self) -> bytes:
         """The body bytes received since the last call; ``b""`` once the body is complete."""
@@ -224,7 +231,7 @@ class Connection(asyncio.Protocol):
                 return b""
             if self._error is not None:
                 raise self._error
-            await self._wait()
+            await self._wait(self.timeouts.idle, "of silence in the middle of the answer")
 
     def release(self) -> None:
         """Give the connection back for reuse, or close it if its answer was not all read."""
@@ -259,10 +266,10 @@ class Connection(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def _wait(self) -> None:
+    async def _wait(self, timeout: float | None, what: str) -> None:  # noqa: ASYNC109
         self._waiter = asyncio.get_running_loop().create_future()
         try:
-            await self._until(self._waiter, self.timeouts.read, "waiting for the answer")
+            await self._until(self._waiter, timeout, what)
         finally:
             self._waiter = None
 
