@@ -234,10 +234,13 @@ async def evaluate(
     # one writer per results file: a second run of this configuration stops here, naming
     # the first (two writers interleave their answers)
     with results_lock(store.path, " (another run of the same configuration)"):
-        return await _run_spec(spec, store, info, items, opts, reporter)
+        return await _run_spec(
+            spec=spec, store=store, info=info, items=items, opts=opts, reporter=reporter
+        )
 
 
 async def _run_spec(
+    *,
     spec: RunSpec,
     store: ResultStore,
     info: EndpointInfo,

@@ -23,6 +23,12 @@ On macOS only the rlimits, the process group and the audit hook apply; on Window
 timeout and the audit hook. ``probe_layers()`` says what this host applies.
 """
 
-from llamasc.eval.sandbox.runner import ExecResult, SandboxLimits, probe_layers, run_program
+from llamasc.eval.sandbox.runner import (
+    ExecResult,
+    SandboxLimits,
+    probe_layers,
+    run_check,
+    run_program,
+)
 
-__all__ = ["ExecResult", "SandboxLimits", "probe_layers", "run_program"]
+__all__ = ["ExecResult", "SandboxLimits", "probe_layers", "run_check", "run_program"]
