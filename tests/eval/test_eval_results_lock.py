@@ -106,5 +106,7 @@ def test_the_lock_is_free_again_once_its_holder_is_gone(tmp_path: Path) -> None:
     finally:
         holder.kill()  # no clean-up code runs: the kernel drops the lock
         holder.wait(30)
+        assert holder.stdout is not None
+        holder.stdout.close()
     with results_lock(records) as lock:
         assert lock.read_text().strip() == str(os.getpid())
