@@ -148,3 +148,133 @@ def test_the_sandbox_contains_the_same_threats_when_started_by_an_ordinary_user(
         time.sleep(0.1)
     assert not set(_nobody_processes()) - before
     print("layers as an ordinary user:", results["correct"]["layers"])
+
+
+def _nobody_python() -> str:
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is not installed")
+    python = _python_for_nobody()
+    if python is None:
+        pytest.skip("no Python interpreter that uid 65534 may run")
+    return python
+
+
+def _run_script(sandbox_copy: Path, script: str, *args: str) -> dict[str, dict[str, object]]:
+    done = _as_nobody(
+        [_nobody_python(), "-I", "-c", script, str(sandbox_copy), *args],
+        cwd=sandbox_copy,
+        env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result: dict[str, dict[str, object]] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+# Like SCRIPT, with each program's output too.
+SCRIPT_OUTPUT = SCRIPT.replace(
+    '"layers": r.layers}', '"layers": r.layers, "output": r.output_tail}'
+)
+SCAN_PROC = """
+import os
+seen = []
+try:
+    pids = [p for p in os.listdir('/proc') if p.isdigit()]
+except OSError:
+    pids = []
+for pid in pids:
+    try:
+        seen.append(open(f'/proc/{pid}/cmdline', 'rb').read().decode(errors='replace'))
+    except OSError:
+        pass
+print('CMDLINES', ' | '.join(seen))
+"""
+
+
+def test_an_ordinary_users_sandbox_reads_neither_that_users_private_files_nor_command_lines(
+    sandbox_copy: Path,
+) -> None:
+    # the file belongs to the very user the sandbox runs as: file modes do not stop it, only
+    # the sandbox's read rules do
+    secret = f"s3cr3t-{uuid.uuid4().hex}"
+    private = Path(tempfile.mkdtemp(prefix="llamasc-nobody-home-"))
+    key = private / "key.txt"
+    key.write_text(secret)
+    key.chmod(0o600)
+    os.chown(key, NOBODY, NOBODY)
+    os.chown(private, NOBODY, NOBODY)
+    private.chmod(0o700)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(120)", f"--api-key={secret}"],
+        stdin=subprocess.DEVNULL,
+    )
+    programs = {
+        "read_private": f"print('READ', open({str(key)!r}).read())\n",
+        "scan_proc": SCAN_PROC,
+    }
+    try:
+        deadline = time.monotonic() + 30
+        while secret.encode() not in Path(f"/proc/{holder.pid}/cmdline").read_bytes():
+            assert time.monotonic() < deadline, "the secret process never started"
+            time.sleep(0.02)
+        results = _run_script(sandbox_copy, SCRIPT_OUTPUT, json.dumps(programs))
+    finally:
+        holder.kill()
+        holder.wait(30)
+        shutil.rmtree(private, ignore_errors=True)
+    assert results["read_private"]["status"] == "failed", results["read_private"]
+    assert secret not in str(results["read_private"]["output"])
+    assert results["scan_proc"]["status"] == "passed", results["scan_proc"]
+    assert secret not in str(results["scan_proc"]["output"])
+
+
+# Run as uid 65534: one sandbox forks up to its limit and holds it while three others fork.
+SCRIPT_NPROC = """
+import asyncio, json, os, sys, time
+sys.path.insert(0, sys.argv[1])
+from llamasc.eval.sandbox import SandboxLimits, run_program
+hog_program, forker, nproc = sys.argv[2], sys.argv[3], int(sys.argv[4])
+
+def sandbox_processes():
+    n = 0
+    for pid in filter(str.isdigit, os.listdir('/proc')):
+        try:
+            if b'_child.py' in open(f'/proc/{pid}/cmdline', 'rb').read():
+                n += 1
+        except OSError:
+            pass
+    return n
+
+async def main():
+    hog = asyncio.create_task(run_program(hog_program, SandboxLimits(timeout_s=120, nproc=nproc)))
+    deadline = time.monotonic() + 60
+    while sandbox_processes() < nproc and time.monotonic() < deadline and not hog.done():
+        await asyncio.sleep(0.05)
+    held = sandbox_processes()
+    limits = SandboxLimits(timeout_s=60, cpu_seconds=20, nproc=nproc)
+    others = await asyncio.gather(*(run_program(forker, limits) for _ in range(3)))
+    holding = not hog.done()
+    hog.cancel()
+    try:
+        await hog
+    except asyncio.CancelledError:
+        pass
+    out = {"hog": {"held": held, "holding": holding}}
+    for i, r in enumerate(others):
+        out[f"other{i}"] = {"status": r.status, "detail": r.detail + r.output_tail}
+    print(json.dumps(out))
+
+asyncio.run(main())
+"""
+
+
+def test_an_ordinary_users_concurrent_sandboxes_each_have_their_own_process_limit(
+    sandbox_copy: Path,
+) -> None:
+    from test_eval_sandbox_nproc import FORKER, HOG, NPROC
+
+    results = _run_script(sandbox_copy, SCRIPT_NPROC, HOG, FORKER, str(NPROC))
+    assert results["hog"]["holding"], results
+    assert int(str(results["hog"]["held"])) >= NPROC, results
+    for i in range(3):
+        assert results[f"other{i}"]["status"] == "passed", results

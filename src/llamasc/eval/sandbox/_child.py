@@ -1,322 +1,260 @@
-"""Run one untrusted program after locking the process down (the child side of the sandbox).
+"""Run one untrusted program locked down (the child side of the sandbox; stdlib only).
 
-Started as ``python -I _child.py CONFIG_JSON`` in a fresh temporary directory with a minimal
-environment, in its own session. Stdlib only; it must not import llamasc. It applies, in this
-order, every layer the host allows, then ``exec``s ``prog.py``:
+Started as ``python -I _child.py CONFIG_JSON`` in a fresh work directory with a minimal
+environment, in its own session. Three processes, each trusting only what is above it:
 
-1. rlimits: core 0, CPU seconds, address space (RLIMIT_AS), file size, open files.
-2. Linux namespaces: a new network namespace (no interfaces but a down loopback, so no network
-   at all) and a new PID namespace (when the program's first process exits, the kernel kills
-   every process it left behind). Unprivileged users get them inside a new user namespace.
-3. Root only: switch to uid/gid 65534 (nobody) with no capabilities, because RLIMIT_NPROC does
-   not bind uid 0. ``CAP_DAC_READ_SEARCH`` is kept only when the interpreter's own files are
-   not readable by others (e.g. a Python installed under /root).
-4. RLIMIT_NPROC (process count), then ``no_new_privs``.
-5. Landlock (Linux >= 5.13): read/execute anywhere, write only beneath the work directory;
-   ABI >= 4 also refuses every TCP bind/connect; ABI >= 6 stops signals to processes outside
-   the sandbox and abstract unix sockets.
-6. A Python audit hook: no sockets, no ctypes, no os.system/exec/spawn/subprocess; and when
-   Landlock is not there, no writes outside the work directory (best effort: in-process only).
+* **starter** (this script as started): opens the report and test descriptors while it still
+  may, sets the rlimits, enters new net/mount/PID namespaces (inside a new user namespace when
+  not root) and forks the harness; it only waits and passes the harness's exit status on.
+* **harness** (pid 1 of the new PID namespace): mounts a private ``/proc``, makes the
+  interpreter reachable without ``CAP_DAC_READ_SEARCH`` (``_layers.expose``), drops root for
+  this sandbox's own uid with no capabilities (or just drops every capability when not root),
+  sets RLIMIT_NPROC and no_new_privs, applies Landlock (read only the interpreter, its
+  standard library, system libraries and the work directory; write only the work directory;
+  no TCP; no signals out), becomes non-dumpable, then forks the worker.
+* **worker**: closes every descriptor but its two pipes and stdout/stderr (it has no report
+  channel at all), applies Landlock again (a nested domain: it can neither ptrace nor signal
+  the harness, which as a namespace init also ignores SIGKILL from inside), adds the audit
+  hook, and only then reads and runs ``prog.py``.
 
-The layers applied are written as one JSON line to the report file (outside the work
-directory, opened before the lockdown); ``ok`` follows when
-the program ran to its end, so a program that exits early with status 0 is not a pass.
+The verdict comes from the harness alone. In ``check`` mode (HumanEval) the harness runs the
+dataset's prompt and tests itself, with the tested function replaced by a proxy that calls the
+worker (``_calls``): forging a report, ``os._exit(0)``, ``sys.exit(0)`` in the function, a
+rewritten ``check`` or a deleted test all leave the tests unfinished or failing in a process
+the program cannot touch. The test text is read by the harness from a descriptor opened by the
+starter, only after the worker was forked, so it is not in the worker's memory either. In
+``program`` mode there is no separate test: the harness reports whether the program ran to
+its end (a program can always claim that about itself).
+
+Report lines (harness only): ``{"layers": [...]}`` then ``{"verdict": "passed"|"failed",
+"detail": ...}``.
 """
 
 from __future__ import annotations
 
 import builtins
+import contextlib
 import json
+import linecache
 import os
+import signal
 import sys
+import time
 import traceback
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-CLONE_NEWUSER = 0x10000000
-CLONE_NEWNET = 0x40000000
-CLONE_NEWPID = 0x20000000
-PR_SET_KEEPCAPS = 8
-PR_CAPBSET_DROP = 24
-PR_SET_NO_NEW_PRIVS = 38
-CAP_DAC_READ_SEARCH = 2
-NOBODY = 65534
-_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+if TYPE_CHECKING:
+    from llamasc.eval.sandbox import _calls, _layers
+else:  # run as a script: its own directory is not on sys.path under -I, and no llamasc import
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import _calls
+    import _layers
 
-
-def _libc() -> Any:
-    import ctypes
-
-    return ctypes.CDLL(None, use_errno=True)
+LINUX = sys.platform.startswith("linux")
 
 
-def _errno() -> str:
-    import ctypes
-
-    return os.strerror(ctypes.get_errno())
+def _report(fd: int, obj: dict[str, Any]) -> None:
+    os.write(fd, (json.dumps(obj) + "\n").encode())
 
 
-def set_rlimits(cfg: dict[str, Any], layers: list[str]) -> None:
-    try:
-        import resource
-    except ImportError:  # Windows
-        return
-    limits = {
-        "RLIMIT_CORE": 0,
-        "RLIMIT_CPU": int(cfg["cpu_seconds"]),
-        "RLIMIT_AS": int(cfg["memory_bytes"]),
-        "RLIMIT_FSIZE": int(cfg["fsize_bytes"]),
-        "RLIMIT_NOFILE": int(cfg["nofile"]),
-    }
-    for name, value in limits.items():
-        which = getattr(resource, name, None)
-        if which is None:
-            continue
-        # CPU: SIGXCPU at the soft limit is ignored by a PID-namespace init, SIGKILL at hard is not
-        hard = value + 1 if name == "RLIMIT_CPU" else value
-        try:
-            resource.setrlimit(which, (value, hard))
-            layers.append(name.lower())
-        except (ValueError, OSError):
-            pass
-
-
-def _write(path: str, text: str) -> None:
-    with open(path, "w") as fh:
-        fh.write(text)
-
-
-def enter_namespaces(layers: list[str]) -> bool:
-    """New net + PID namespaces; returns whether a PID namespace was made (caller must fork)."""
-    libc = _libc()
-    uid, gid = os.geteuid(), os.getegid()
-    base = CLONE_NEWNET if uid == 0 else CLONE_NEWUSER | CLONE_NEWNET
-    for flags in (base | CLONE_NEWPID, base):
-        if libc.unshare(flags) == 0:
-            break
-    else:
-        return False
-    if flags & CLONE_NEWUSER:
-        layers.append("userns")
-        # without a mapping the kernel refuses to create files (EOVERFLOW)
-        try:
-            _write("/proc/self/setgroups", "deny")
-            _write("/proc/self/uid_map", f"{uid} {uid} 1")
-            _write("/proc/self/gid_map", f"{gid} {gid} 1")
-        except OSError:
-            pass
-    layers.append("netns")
-    if flags & CLONE_NEWPID:
-        layers.append("pidns")
-        return True
-    return False
-
-
-def _world_readable(path: str) -> bool:
-    import stat
-
-    path = os.path.realpath(path)
-    parts = path.split(os.sep)
-    for i in range(1, len(parts) + 1):
-        prefix = os.sep.join(parts[:i]) or os.sep
-        try:
-            mode = os.stat(prefix).st_mode
-        except OSError:
-            continue
-        need = stat.S_IXOTH if stat.S_ISDIR(mode) else stat.S_IROTH
-        if not mode & need:
-            return False
-    return True
-
-
-def drop_root(layers: list[str]) -> None:
-    """uid 0 ignores RLIMIT_NPROC and owns the host: become nobody without capabilities."""
-    import ctypes
-
-    libc = _libc()
-    keep = 0
-    if not all(_world_readable(p) for p in sys.path if p and os.path.exists(p)):
-        keep = 1 << CAP_DAC_READ_SEARCH
-    for cap in range(64):
-        if cap != CAP_DAC_READ_SEARCH or not keep:
-            libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
-    libc.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0)
-    os.setgroups([])
-    os.setresgid(NOBODY, NOBODY, NOBODY)
-    os.setresuid(NOBODY, NOBODY, NOBODY)
-
-    class Header(ctypes.Structure):
-        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-    class Data(ctypes.Structure):
-        _fields_ = [
-            ("effective", ctypes.c_uint32),
-            ("permitted", ctypes.c_uint32),
-            ("inheritable", ctypes.c_uint32),
-        ]
-
-    header = Header(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3: two 32-bit words
-    data = (Data * 2)(Data(keep, keep, 0), Data(0, 0, 0))
-    if libc.capset(ctypes.byref(header), data) != 0:
-        raise OSError(f"capset failed: {_errno()}")
-    layers.append("nobody" + ("+dac_read_search" if keep else ""))
-
-
-def set_nproc(cfg: dict[str, Any], layers: list[str]) -> None:
-    try:
-        import resource
-    except ImportError:
-        return
-    n = int(cfg["nproc"])
-    try:
-        resource.setrlimit(resource.RLIMIT_NPROC, (n, n))
-        layers.append("rlimit_nproc")
-    except (ValueError, OSError, AttributeError):
-        pass
-
-
-def landlock(workdir: str, layers: list[str]) -> bool:
-    """Write only beneath ``workdir``; no TCP; no signals out. Returns whether it applied."""
-    import ctypes
-
-    libc = _libc()
-    libc.syscall.restype = ctypes.c_long
-    abi = libc.syscall(444, None, ctypes.c_size_t(0), ctypes.c_uint32(1))
-    if abi < 1:
-        return False
-    fs_bits = {1: 13, 2: 14, 3: 15, 4: 15, 5: 16}.get(abi, 16)
-    handled_fs = (1 << fs_bits) - 1
-    read_only = 1 | 4 | 8  # EXECUTE | READ_FILE | READ_DIR
-    attr = (ctypes.c_uint64 * 3)(handled_fs, 3 if abi >= 4 else 0, 3 if abi >= 6 else 0)
-    size = 8 if abi < 4 else (16 if abi < 6 else 24)
-    ruleset = libc.syscall(444, ctypes.byref(attr), ctypes.c_size_t(size), ctypes.c_uint32(0))
-    if ruleset < 0:
-        return False
-
-    class PathBeneath(ctypes.Structure):
-        _pack_ = 1
-        _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
-
-    try:
-        for path, access in (("/", read_only), (workdir, handled_fs)):
-            fd = os.open(path, getattr(os, "O_PATH", 0) | os.O_CLOEXEC)
-            rule = PathBeneath(access, fd)
-            rc = libc.syscall(445, ruleset, 1, ctypes.byref(rule), ctypes.c_uint32(0))
-            os.close(fd)
-            if rc != 0:
-                raise OSError(f"landlock_add_rule: {_errno()}")
-        if libc.syscall(446, ruleset, ctypes.c_uint32(0)) != 0:
-            raise OSError(f"landlock_restrict_self: {_errno()}")
-    finally:
-        os.close(ruleset)
-    layers.append(f"landlock-v{abi}")
-    return True
-
-
-_ALWAYS_DENIED = (
-    "socket.",
-    "ctypes.",
-    "os.system",
-    "os.exec",
-    "os.posix_spawn",
-    "os.spawn",
-    "os.startfile",
-    "subprocess.Popen",
-    "pty.spawn",
-    "winreg.",
-)
-_PATH_EVENTS = {
-    "os.remove": 0,
-    "os.rename": 0,
-    "os.rmdir": 0,
-    "os.mkdir": 0,
-    "os.symlink": 1,
-    "os.link": 1,
-    "os.chmod": 0,
-    "os.chown": 0,
-    "os.truncate": 0,
-    "shutil.rmtree": 0,
-    "os.utime": 0,
-}
-
-
-def install_audit_hook(workdir: str, guard_writes: bool, layers: list[str]) -> None:
-    root = os.path.realpath(workdir)
-    real = os.path.realpath
-
-    def inside(path: object) -> bool:
-        if isinstance(path, int):
-            return True  # an already open descriptor: its opening was checked
-        if isinstance(path, bytes):
-            path = path.decode(errors="replace")
-        full = real(os.path.join(root, str(path)))
-        return full == root or full.startswith(root + os.sep)
-
-    def hook(event: str, args: tuple[Any, ...]) -> None:
-        if event.startswith(_ALWAYS_DENIED):
-            raise PermissionError(f"sandbox: {event} is not allowed")
-        if not guard_writes:
-            return
-        if event == "open" and len(args) >= 3:
-            path, mode, flags = args[0], args[1], args[2]
-            writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
-                isinstance(flags, int) and flags & _WRITE_FLAGS
-            )
-            if writing and path is not None and not inside(path):
-                raise PermissionError(f"sandbox: writing {path!r} outside the work directory")
-        elif event in _PATH_EVENTS and args:
-            index = _PATH_EVENTS[event]
-            if len(args) > index and not inside(args[index]):
-                raise PermissionError(f"sandbox: {event} outside the work directory")
-
-    sys.addaudithook(hook)
-    layers.append("audit-hook" + ("+writes" if guard_writes else ""))
+def _last_line(exc: BaseException) -> str:
+    """The exception, and the line of the tests that raised it when it came from them."""
+    head = "".join(traceback.format_exception_only(type(exc), exc)).strip()[-200:]
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = next((f for f in reversed(frames) if f.filename == "test.py"), None)
+    if where is not None and where.line:
+        return f"{head} at test.py:{where.lineno}: {where.line.strip()[:100]}"
+    return head
 
 
 def _reap(pid: int) -> int:
-    """Wait for the namespace's first process and return an exit code for it."""
     _, status = os.waitpid(pid, 0)
     if os.WIFSIGNALED(status):
         return 128 + os.WTERMSIG(status)
     return os.WEXITSTATUS(status)
 
 
-def main() -> int:
-    cfg: dict[str, Any] = json.loads(sys.argv[1])
-    # opened before any lockdown: the locked-down program could not open it any more
-    report = os.open(cfg["report_path"], os.O_WRONLY | os.O_APPEND)
-    workdir = os.getcwd()
-    layers: list[str] = []
+def _worker_end(pid: int) -> tuple[int | None, str]:
+    """How the worker ended (it closed its pipe): its exit status, or the signal that killed
+    it (which names the limit it hit)."""
+    deadline = time.monotonic() + 2.0
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            return None, ""
+        time.sleep(0.01)
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        name = signal.Signals(sig).name if sig in signal.valid_signals() else str(sig)
+        return None, f"killed by {name} (a CPU, memory or file-size limit?)"
+    return os.WEXITSTATUS(status), ""
+
+
+def lock_harness(cfg: dict[str, Any], workdir: str, readable: list[str], layers: list[str]) -> bool:
+    """Everything the harness applies to itself (inherited by the worker); returns whether
+    Landlock applied."""
+    if not LINUX:
+        _layers.set_nproc(int(cfg["nproc"]), layers)
+        return False
+    _layers.private_proc(layers)
+    if os.geteuid() == 0 and cfg.get("drop_root", True):
+        _layers.expose([*readable, workdir], layers)
+        _layers.drop_root(int(cfg["uid"]), layers)
+    elif "userns" in layers:
+        _layers.drop_capabilities(layers)
+    _layers.set_nproc(int(cfg["nproc"]), layers)
+    _layers.no_new_privs()
+    landlocked = bool(cfg.get("landlock", True)) and _layers.landlock(workdir, readable, layers)
+    _layers.not_dumpable()
+    return landlocked
+
+
+def worker(
+    cfg: dict[str, Any], workdir: str, readable: list[str], landlocked: bool, pipes: list[int]
+) -> int:
+    """The untrusted side. Returns an exit status (only meaningful in program mode)."""
+    requests, answers = pipes
+    keep = {0, 1, 2, requests, answers}
+    for fd in range(3, int(cfg["nofile"]) + 3):
+        if fd not in keep:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+    scratch: list[str] = []
+    if landlocked:
+        _layers.landlock(workdir, readable, scratch, "-nested")
+    if cfg.get("audit_hook", True):
+        _layers.install_audit_hook(workdir, guard_writes=not landlocked, layers=scratch)
     with open("prog.py", encoding="utf-8") as fh:
         source = fh.read()
-    set_rlimits(cfg, layers)
-    landlocked = False
-    if sys.platform.startswith("linux"):
-        if cfg.get("namespaces", True) and enter_namespaces(layers):
-            child = os.fork()
-            if child:
-                os.close(report)
-                return _reap(child)
-        if os.geteuid() == 0 and cfg.get("drop_root", True):
-            drop_root(layers)
-        set_nproc(cfg, layers)
-        _libc().prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
-        if cfg.get("landlock", True):
-            landlocked = landlock(workdir, layers)
-    else:
-        set_nproc(cfg, layers)
-    if cfg.get("audit_hook", True):
-        install_audit_hook(workdir, guard_writes=not landlocked, layers=layers)
-    os.write(report, (json.dumps({"layers": layers}) + "\n").encode())
-    code = compile(source, "prog.py", "exec")
+    namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
     try:
-        exec(code, {"__name__": "__main__", "__builtins__": builtins})  # noqa: S102 - the point
-    except BaseException:
+        exec(compile(source, "prog.py", "exec"), namespace)  # noqa: S102 - the point
+        if cfg["mode"] == "check":
+            function = namespace[cfg["entry_point"]]
+            if not callable(function):
+                raise TypeError(f"{cfg['entry_point']} is not a function")
+    except BaseException as exc:  # any way out of the program is reported
         traceback.print_exc()
         sys.stderr.flush()
+        if cfg["mode"] == "check":
+            _calls.send(answers, {"raise": [type(exc).__name__, str(exc)[:500]]})
         return 1
-    os.write(report, b"ok\n")
-    sys.stdout.flush()
+    _calls.send(answers, {"ready": True})
+    if cfg["mode"] == "check":
+        with os.fdopen(requests, "rb") as stream:
+            _calls.serve(function, stream, answers)
     return 0
+
+
+def harness_check(cfg: dict[str, Any], test_fd: int, proxy: _calls.Proxy) -> None:
+    """Run the dataset's prompt and tests here, with the tested function being the proxy."""
+    with os.fdopen(test_fd, "r", encoding="utf-8") as fh:
+        spec = json.load(fh)
+    # so that a failure can quote the assertion that failed
+    linecache.cache["test.py"] = (len(spec["test"]), None, spec["test"].splitlines(True), "test.py")
+    proxy.ready()
+    namespace: dict[str, Any] = {"__name__": "__harness__", "__builtins__": builtins}
+    # the prompt (from the dataset) defines the helpers some tests use, e.g. encode_cyclic
+    exec(compile(spec["prompt"], "prompt.py", "exec"), namespace)  # noqa: S102
+    namespace[spec["entry_point"]] = proxy
+    exec(compile(spec["test"], "test.py", "exec"), namespace)  # noqa: S102
+    namespace["check"](proxy)
+    if proxy.calls == 0:
+        raise AssertionError("the tests never called the function")
+
+
+def in_process(cfg: dict[str, Any], report: int, test_fd: int | None, layers: list[str]) -> int:
+    """Without fork (Windows) program and tests share one process: the program could forge
+    its verdict here, which ``probe_layers`` makes visible (no ``worker-*`` layer)."""
+    _report(report, {"layers": [*layers, "in-process"]})
+    with open("prog.py", encoding="utf-8") as fh:
+        source = fh.read()
+    if test_fd is not None:
+        with os.fdopen(test_fd, "r", encoding="utf-8") as fh:
+            spec = json.load(fh)
+        source += f"\n\n{spec['test']}\n\ncheck({spec['entry_point']})\n"
+    if cfg.get("audit_hook", True):
+        _layers.install_audit_hook(os.getcwd(), guard_writes=True, layers=[])
+    try:
+        exec(compile(source, "prog.py", "exec"), {"__name__": "__main__"})  # noqa: S102
+    except BaseException as exc:
+        _report(report, {"verdict": "failed", "detail": _last_line(exc)})
+        return 1
+    _report(report, {"verdict": "passed", "detail": ""})
+    return 0
+
+
+def harness(cfg: dict[str, Any], report: int, test_fd: int | None, workdir: str) -> int:
+    layers: list[str] = cfg["_layers"]
+    readable: list[str] = cfg["_readable"]
+    landlocked = lock_harness(cfg, workdir, readable, layers)
+    if cfg.get("audit_hook", True):
+        layers.append("audit-hook" + ("" if landlocked else "+writes"))
+    if landlocked:
+        layers.append("worker-landlock-nested")
+    if not hasattr(os, "fork"):
+        return in_process(cfg, report, test_fd, layers)
+    req_r, req_w = os.pipe()  # harness -> worker: calls
+    ans_r, ans_w = os.pipe()  # worker -> harness: answers
+    pid = os.fork()
+    if pid == 0:
+        os.close(req_w)
+        os.close(ans_r)
+        code = 1
+        try:
+            code = worker(cfg, workdir, readable, landlocked, [req_r, ans_w])
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    os.close(req_r)
+    os.close(ans_w)
+    _report(report, {"layers": layers})
+    if cfg.get("audit_hook", True):
+        _layers.install_audit_hook(workdir, guard_writes=not landlocked, layers=[])
+    verdict, detail = "failed", ""
+    answers = os.fdopen(ans_r, "rb")
+    try:
+        if cfg["mode"] == "check":
+            assert test_fd is not None
+            harness_check(cfg, test_fd, _calls.Proxy(cfg["entry_point"], req_w, answers))
+            verdict = "passed"
+        else:
+            ran = _calls.receive(answers)
+            status, detail = _worker_end(pid)
+            if ran == {"ready": True} and status == 0:
+                verdict = "passed"
+            elif status == 0:
+                detail = "exited before the end of the program"
+    except _calls.WorkerGone as exc:
+        detail = _worker_end(pid)[1] or str(exc)
+    except BaseException as exc:  # every failure of the tests is a verdict
+        detail = _last_line(exc)
+    _report(report, {"verdict": verdict, "detail": detail})
+    return 0 if verdict == "passed" else 1
+
+
+def main() -> int:
+    cfg: dict[str, Any] = json.loads(sys.argv[1])
+    workdir = os.getcwd()
+    # opened before any lockdown; the worker closes both before the program runs
+    report = os.open(cfg["report_path"], os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+    test_fd = os.open(cfg["test_path"], os.O_RDONLY) if cfg["mode"] == "check" else None
+    layers: list[str] = []
+    cfg["_readable"] = _layers.read_paths(workdir) if LINUX else []
+    _layers.set_rlimits(cfg, layers)
+    if LINUX and _layers.enter_namespaces(layers, bool(cfg.get("namespaces", True))):
+        harness_pid = os.fork()
+        if harness_pid:
+            os.close(report)
+            if test_fd is not None:
+                os.close(test_fd)
+            return _reap(harness_pid)
+    cfg["_layers"] = layers
+    return harness(cfg, report, test_fd, workdir)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,10 @@ Each program runs as ``python -I`` (no user site, no PYTHON* variables, no scrip
 sys.path) started through ``_child.py``, which locks itself down before running the program
 (see that module for the layers). Here we add what only the parent can enforce:
 
-* a fresh temporary directory per sample as the working directory (owned by uid 65534 when we
-  run as root, because the child drops to that uid), removed afterwards;
+* a fresh temporary directory per sample as the working directory (owned by the sandbox's own
+  uid, leased from a range by ``uids.lease_uid``, when we run as root), removed afterwards;
+* in ``run_check`` the tests and the prompt in a file beside it (0600), which only the
+  harness reads, through a descriptor its starter opened;
 * a minimal environment (PATH, LANG, HOME and TMPDIR pointing at the work directory);
 * its own session and process group, and a wall-clock timeout after which the whole group is
   SIGKILLed; the group is killed again after a normal exit so no straggler survives;
@@ -92,21 +94,23 @@ def _kill_group(pid: int) -> None:
 def _classify(
     rc: int | None, timed_out: bool, report: str, tail: str, timeout_s: float
 ) -> tuple[str, str, list[str]]:
+    """Only the harness writes the report (the program has no descriptor of it)."""
     layers: list[str] = []
-    finished = False
+    verdict: dict[str, str] | None = None
     for line in report.splitlines():
-        if line == "ok":
-            finished = True
-        elif line.startswith("{"):
-            with contextlib.suppress(ValueError):
-                layers = list(json.loads(line).get("layers", []))
+        with contextlib.suppress(ValueError, AttributeError):
+            obj = json.loads(line)
+            if "layers" in obj:
+                layers = list(obj["layers"])
+            elif "verdict" in obj:
+                verdict = obj
     if timed_out:
         return "timeout", f"timed out after {timeout_s:g}s (process group killed)", layers
-    if rc == 0 and finished:
+    if verdict is not None and verdict.get("verdict") == "passed" and rc == 0:
         return "passed", "", layers
-    if rc == 0:
-        return "failed", "exited before the tests finished", layers
     last = next((ln for ln in reversed(tail.strip().splitlines()) if ln.strip()), "")
+    if verdict is not None and verdict.get("detail"):
+        return "failed", str(verdict["detail"])[:300], layers
     if rc is not None and (rc < 0 or rc > 128):
         sig = -rc if rc < 0 else rc - 128
         name = signal.Signals(sig).name if sig in signal.valid_signals() else str(sig)
@@ -114,26 +118,65 @@ def _classify(
     return "failed", last[:300] or f"exit status {rc}", layers
 
 
+def _as_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
 async def run_program(program: str, limits: SandboxLimits | None = None) -> ExecResult:
-    """Run one untrusted Python program in the sandbox and say whether it passed."""
-    limits = limits or SandboxLimits()
+    """Run one untrusted Python program in the sandbox: "passed" when it ran to its end.
+
+    The program judges itself here (it could claim to have finished); to judge a function
+    by tests it cannot touch, use ``run_check``."""
+    return await _run(program, None, limits or SandboxLimits())
+
+
+async def run_check(
+    solution: str, prompt: str, test: str, entry_point: str, limits: SandboxLimits | None = None
+) -> ExecResult:
+    """Run ``solution`` (untrusted: the prompt plus the model's code) and judge its
+    ``entry_point`` by ``test``'s ``check(candidate)``, run with the dataset's ``prompt`` in a
+    separate harness process the program cannot write to, signal or trace."""
+    spec = {"prompt": prompt, "test": test, "entry_point": entry_point}
+    return await _run(solution, spec, limits or SandboxLimits())
+
+
+async def _run(program: str, check: dict[str, str] | None, limits: SandboxLimits) -> ExecResult:
+    with contextlib.ExitStack() as stack:
+        uid = NOBODY
+        if _as_root() and sys.platform.startswith("linux"):
+            from llamasc.eval.sandbox.uids import lease_uid
+
+            uid = stack.enter_context(lease_uid())
+        return await _run_as(program, check, limits, uid)
+    raise AssertionError("unreachable")  # pragma: no cover - for mypy
+
+
+async def _run_as(
+    program: str, check: dict[str, str] | None, limits: SandboxLimits, uid: int
+) -> ExecResult:
     base = Path(tempfile.mkdtemp(prefix="llamasc-sbx-"))
     start = time.perf_counter()
     try:
         work = base / "work"
         work.mkdir()
         (work / "prog.py").write_text(program, encoding="utf-8")
-        if hasattr(os, "geteuid") and os.geteuid() == 0:
-            # the child becomes uid 65534: it needs its directory, and nothing else of ours
+        if _as_root():
+            # the child becomes ``uid``: it needs its directory, and nothing else of ours
             os.chmod(base, 0o711)  # noqa: S103 - search only: the child needs to reach work/
-            os.chown(work, NOBODY, NOBODY)
+            os.chown(work, uid, uid)
             os.chmod(work / "prog.py", 0o644)
         report_path = base / "report.txt"
         report_path.write_bytes(b"")
-        if hasattr(os, "geteuid") and os.geteuid() == 0:
-            os.chmod(report_path, 0o600)  # opened by the child while still root
+        test_path = base / "test.json"
+        test_path.write_text(json.dumps(check or {}), encoding="utf-8")
+        for path in (report_path, test_path):
+            os.chmod(path, 0o600)  # opened by the child's starter while still root
         config = {
+            "mode": "check" if check else "program",
+            "entry_point": (check or {}).get("entry_point", ""),
+            "uid": uid,
             "report_path": str(report_path),
+            "test_path": str(test_path),
             "cpu_seconds": limits.cpu_seconds,
             "memory_bytes": limits.memory_bytes,
             "fsize_bytes": limits.fsize_bytes,
@@ -194,4 +237,4 @@ async def probe_layers(limits: SandboxLimits | None = None) -> list[str]:
     return result.layers
 
 
-__all__ = ["ExecResult", "SandboxLimits", "probe_layers", "run_program"]
+__all__ = ["ExecResult", "SandboxLimits", "probe_layers", "run_check", "run_program"]
