@@ -26,7 +26,8 @@ from llamasc.server._types import PoolLike
 from llamasc.server.admin import Admin
 from llamasc.server.envelope import MethodNotAllowedError, error_bytes, send_error
 from llamasc.server.flaggate import FlagGate
-from llamasc.server.relay import AUTH_MESSAGE, PROXY_PATHS, Proxy
+from llamasc.server.relay import AUTH_MESSAGE, Proxy
+from llamasc.server.routes import UI_ASSET, is_asset, routes_for
 from llamasc.server.state import DaemonState, LlamaServerInfo
 
 log = logging.getLogger(__name__)
@@ -47,8 +48,10 @@ class _RequireKey:
             and self.state.auth_required
             and scope["path"] not in _OPEN_PATHS
         ):
-            auth = next((v for k, v in scope["headers"] if k == b"authorization"), None)
-            if not self.state.authorized(auth):
+            headers = scope["headers"]
+            auth = next((v for k, v in headers if k == b"authorization"), None)
+            key = next((v for k, v in headers if k == b"x-api-key"), None)
+            if not self.state.authorized(auth, key):
                 await send_error(send, AuthError(AUTH_MESSAGE))
                 return
         await self.app(scope, receive, send)
@@ -114,10 +117,26 @@ class LlamascApp(Starlette):
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] in PROXY_PATHS:
-            await self._proxy(scope, receive, send)
-            return
+        if scope["type"] == "http":
+            path = scope["path"]
+            routes = routes_for(path)
+            if routes is not None and (path != "/metrics" or _names_model(scope)):
+                await self._proxy(scope, receive, send, routes)
+                return
+            if routes is None and scope["method"] == "GET" and is_asset(path):
+                await self._proxy(scope, receive, send, _UI_ASSET)
+                return
         await super().__call__(scope, receive, send)
+
+
+_UI_ASSET = {"GET": UI_ASSET}
+
+
+def _names_model(scope: Scope) -> bool:
+    """``GET /metrics`` names a model (then it is that sidecar's own); plain is llamasc's."""
+    return b"model=" in scope["query_string"] or any(
+        k == b"x-model-id" for k, _ in scope["headers"]
+    )
 
 
 def create_app(
