@@ -105,7 +105,7 @@ def test_no_model_goes_to_the_only_model(daemon_factory: DaemonFactory, tmp_path
 
 
 def test_embeddings_and_rerank_start_their_own_sidecar(daemon_factory: DaemonFactory) -> None:
-    d = daemon_factory()
+    d = daemon_factory(max_sidecars="3")
     with httpx.Client(base_url=d.url, timeout=30) as c:
         assert c.post("/v1/chat/completions", json=chat("m1")).status_code == 200
         r = c.post("/v1/embeddings", json={"model": "m1", "input": "hello"})

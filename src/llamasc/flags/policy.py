@@ -109,6 +109,7 @@ _OPERATOR_GROUPS: tuple[tuple[frozenset[str], str], ...] = (
         "owned by the pool: it is the router; llama-server's router mode is not used inside it",
     ),
 )
+OPERATOR_OWNED: frozenset[str] = frozenset().union(*(g for g, _ in _OPERATOR_GROUPS))
 # Accepted from an operator, with what stops working (or what it exposes) said once at start.
 _OPERATOR_WARNINGS: dict[str, str] = {
     "--no-slots": "GET /slots answers 501 and slot save/restore (the prompt cache across "
@@ -334,4 +335,4 @@ def check_paths(
     return None, tuple(out)
 
 
-__all__ = ["FlagPolicy", "check_paths", "operator_warning", "refusal"]
+__all__ = ["OPERATOR_OWNED", "FlagPolicy", "check_paths", "operator_warning", "refusal"]

@@ -17,7 +17,7 @@ from starlette.routing import Route
 from llamasc import __version__
 from llamasc.errors import RequestError
 from llamasc.server._types import SidecarInfoLike
-from llamasc.server.models import list_models, load_model, unload_model
+from llamasc.server.models import list_models, load_model, router_props, unload_model
 from llamasc.server.state import DaemonState
 
 _HASH_PREFIX = re.compile(r"[0-9a-f]{8,64}")
@@ -72,6 +72,7 @@ class Admin:
             # llama.cpp router mode's API (server/models.py)
             Route("/models/load", self.load, methods=["POST"]),
             Route("/models/unload", self.unload, methods=["POST"]),
+            Route("/props", self.props, methods=["GET"]),
             Route("/sidecars", self.sidecars, methods=["GET"]),
             Route("/sidecars", self.stop_many, methods=["DELETE"]),
             Route("/sidecars/{hash}", self.sidecar, methods=["GET"]),
@@ -106,6 +107,9 @@ class Admin:
 
     async def unload(self, request: Request) -> JSONResponse:
         return await unload_model(self.state, request)
+
+    async def props(self, request: Request) -> JSONResponse:
+        return await router_props(self.state)
 
     async def sidecars(self, request: Request) -> JSONResponse:
         infos = self.state.pool.sidecars()

@@ -120,13 +120,22 @@ class LlamascApp(Starlette):
         if scope["type"] == "http":
             path = scope["path"]
             routes = routes_for(path)
-            if routes is not None and (path != "/metrics" or _names_model(scope)):
+            if routes is not None and not self._answered_here(path, scope):
                 await self._proxy(scope, receive, send, routes)
                 return
             if routes is None and scope["method"] == "GET" and is_asset(path):
                 await self._proxy(scope, receive, send, _UI_ASSET)
                 return
         await super().__call__(scope, receive, send)
+
+    def _answered_here(self, path: str, scope: Scope) -> bool:
+        """Plain ``GET /metrics`` is llamasc's own; ``GET /props`` naming no model, with several
+        models, is llama.cpp router's own answer (what its web UI asks first)."""
+        if path == "/metrics":
+            return not _names_model(scope)
+        if path == "/props" and scope["method"] == "GET" and len(self.llamasc.catalog) != 1:
+            return not _names_model(scope)
+        return False
 
 
 _UI_ASSET = {"GET": UI_ASSET}

@@ -36,16 +36,11 @@ def strip_model(query: bytes) -> bytes:
     return urlencode([(k, v) for k, v in pairs if k != "model"]).encode("latin-1")
 
 
-def _body_model(body: bytes) -> str:
-    """The body's ``"model"``, or "" when the body does not mention one."""
-    return model_from_body(body) if b'"model"' in body else ""
-
-
 def pick_model(route: Route, st: DaemonState, body: bytes, query: bytes) -> str:
     """The model of a request that named none in ``X-Model-Id``."""
+    if route.model == "body" and b'"model"' in body:
+        return model_from_body(body)
     model = query_model(query)
-    if route.model == "body":
-        model = _body_model(body) or model
     if model:
         return model
     known = st.catalog.ids()
@@ -57,10 +52,11 @@ def pick_model(route: Route, st: DaemonState, body: bytes, query: bytes) -> str:
             return known[0]
     elif route.fallback == "only" and len(known) == 1:
         return known[0]
-    where = 'set "model" in the body' if route.model == "body" else "add ?model=ID"
+    if route.model == "body" and route.method == "POST":
+        model_from_body(body)  # says what is wrong with the body (empty, not JSON, no model)
     raise RequestError(
-        f"{route.method} {route.path} needs a model: {where} or send the X-Model-Id header "
-        f"(known: {', '.join(known[:20]) or 'none'})"
+        f"{route.method} {route.path} needs a model: add ?model=ID or send the X-Model-Id "
+        f"header (known: {', '.join(known[:20]) or 'none'})"
     )
 
 

@@ -80,6 +80,25 @@ async def list_models(st: DaemonState) -> JSONResponse:
     return JSONResponse({"object": "list", "data": data})
 
 
+async def router_props(st: DaemonState) -> JSONResponse:
+    """``GET /props`` naming no model, with several models: what llama.cpp's router answers
+    (its web UI reads ``role`` to show the model selector)."""
+    return JSONResponse(
+        {
+            "role": "router",
+            "max_instances": st.settings.max_sidecars,
+            "models_autoload": True,
+            "model_alias": "llamasc",
+            "model_path": "none",
+            "default_generation_settings": {"params": {}, "n_ctx": 0},
+            "ui_settings": {},
+            "webui_settings": {},
+            "build_info": st.llama_server.version,
+            "cors_proxy_enabled": False,
+        }
+    )
+
+
 async def _model_and_flags(st: DaemonState, request: Request) -> tuple[str, tuple[str, ...]]:
     body = await request.body()
     try:
@@ -131,4 +150,4 @@ async def unload_model(st: DaemonState, request: Request) -> JSONResponse:
     return JSONResponse({"success": True})
 
 
-__all__ = ["list_models", "load_model", "model_entry", "unload_model"]
+__all__ = ["list_models", "load_model", "model_entry", "router_props", "unload_model"]
