@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from server_fakes import DaemonFactory, chat
+from server_fakes import DaemonFactory, chat, wait_until
 
 from llamasc.server.dispatch import strip_model
 from llamasc.server.routes import ROUTE_TABLE, ROUTES, is_asset, routes_for, table_markdown
@@ -195,3 +195,41 @@ def test_x_api_key_is_accepted(daemon_factory: DaemonFactory) -> None:
         assert r.status_code == 200, r.text
         assert c.get("/v1/models", headers={"x-api-key": "sekrit"}).status_code == 200
         assert c.get("/v1/models", headers={"x-api-key": "nope"}).status_code == 401
+
+
+def test_router_props_and_api_over_the_fake(daemon_factory: DaemonFactory) -> None:
+    d = daemon_factory(base_args='["-c", "512", "--tags", "fast"]', max_sidecars="2")
+    with httpx.Client(base_url=d.url, timeout=30) as c:
+        props = c.get("/props").json()
+        assert props["role"] == "router"  # what llama.cpp's web UI asks first
+        assert props["max_instances"] == 2
+        assert "fake" in c.get("/props", params={"model": "m1"}).json()  # the sidecar's own
+        entries = {m["id"]: m for m in c.get("/v1/models").json()["data"]}
+        assert entries["m1"]["status"] == {
+            "value": "loaded",
+            "args": ["--ctx-size", "512", "--tags", "fast"],
+        }
+        assert entries["m2"]["status"]["value"] == "unloaded"
+        assert entries["m2"]["tags"] == ["fast"]
+        assert c.post("/models/load", json={"model": "m2"}).json() == {"success": True}
+        wait_until(
+            lambda: (
+                {m["id"]: m for m in c.get("/models").json()["data"]}["m2"]["status"]["value"]
+                == "loaded"
+            ),
+            30,
+            "m2 loaded",
+        )
+        r = c.post("/models/unload", json={"model": "m1"})
+        assert r.json() == {"success": True}
+        assert [s["model"] for s in d.sidecars()] == ["m2"]
+
+
+def test_several_bind_addresses(daemon_factory: DaemonFactory) -> None:
+    d = daemon_factory(bind="127.0.0.1,127.0.0.2:0")
+    urls = [d.url, *(n.removeprefix("also listening on ") for n in d.daemon.info.notes
+                     if n.startswith("also listening on "))]  # fmt: skip
+    assert len(urls) == 2
+    assert urls[1].startswith("http://127.0.0.2:")
+    for url in urls:
+        assert httpx.get(url + "/health", timeout=10).json()["status"] == "ok"
