@@ -48,6 +48,8 @@ class ModelSettings(BaseModel):
     env: dict[str, str] = Field(default_factory=dict)
     # false: /v1/embeddings and /v1/rerank do not start a sidecar with --embedding/--reranking
     embeddings: bool = True
+    # --pooling of the sidecar /v1/embeddings starts for this model (e.g. "mean")
+    pooling: Literal["none", "mean", "cls", "last", "rank"] | None = None
     # shown in GET /models as llama.cpp's router shows --tags
     tags: tuple[str, ...] = ()
 

@@ -12,10 +12,10 @@ from urllib.parse import parse_qsl, urlencode
 from llamasc.errors import RequestError
 from llamasc.flags import merge_flags
 from llamasc.server._request import model_from_body
-from llamasc.server.routes import Route
+from llamasc.server.routes import EMBEDDING, Route
 from llamasc.server.state import DaemonState
 
-_MODE_CACHE: dict[tuple[tuple[str, ...], str], tuple[str, ...]] = {}
+_MODE_CACHE: dict[tuple[tuple[str, ...], str, str | None], tuple[str, ...]] = {}
 _MODE_CACHE_SIZE = 1024
 _SEPARATORS = ("/", "\\")
 
@@ -60,13 +60,15 @@ def pick_model(route: Route, st: DaemonState, body: bytes, query: bytes) -> str:
     )
 
 
-def with_mode(flags: tuple[str, ...], mode: str) -> tuple[str, ...]:
-    """``flags`` plus the route-implied ``mode`` flag, canonical (cached)."""
-    hit = _MODE_CACHE.get((flags, mode))
+def with_mode(flags: tuple[str, ...], mode: str, pooling: str | None = None) -> tuple[str, ...]:
+    """``flags`` plus the route-implied ``mode`` flag (and, for embeddings, the model's
+    configured ``--pooling``), canonical (cached)."""
+    hit = _MODE_CACHE.get((flags, mode, pooling))
     if hit is None:
         if len(_MODE_CACHE) >= _MODE_CACHE_SIZE:
             _MODE_CACHE.clear()
-        hit = _MODE_CACHE[(flags, mode)] = merge_flags(flags, (mode,))
+        extra = (mode, "--pooling", pooling) if pooling and mode == EMBEDDING else (mode,)
+        hit = _MODE_CACHE[(flags, mode, pooling)] = merge_flags(flags, extra)
     return hit
 
 

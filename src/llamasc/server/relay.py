@@ -170,7 +170,7 @@ class Proxy:
                 model = pick_model(route, st, body, query)
             flags = st.gate.canonical(header_text(flags_h, "X-Agent-Flags")) if flags_h else ()
             if route.mode is not None and model not in st.no_modes:
-                flags = with_mode(flags, route.mode)
+                flags = with_mode(flags, route.mode, st.pooling.get(model))
             if not route.starts:
                 if route.path == SLOT_ACTION:
                     check_slot_action(body)

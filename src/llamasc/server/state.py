@@ -50,6 +50,7 @@ class DaemonState:
         self.body_limit = settings.body_limit
         # models whose config says `embeddings = false`: no route-implied --embedding/--reranking
         self.no_modes = frozenset(m for m, ms in settings.models.items() if not ms.embeddings)
+        self.pooling = {m: ms.pooling for m, ms in settings.models.items() if ms.pooling}
         self._api_key = settings.api_key.encode() if settings.api_key else None
         self.started_at = time.time()
         self._started_mono = time.monotonic()
