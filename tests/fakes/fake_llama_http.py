@@ -380,6 +380,25 @@ class Handler(socketserver.StreamRequestHandler):
             ],
         )
 
+    def echo(self, req: dict[str, Any]) -> None:
+        """What arrived, for routes the fake does not model (/infill, /tokenize, slot actions,
+        /v1/messages, ...): the relay's tests check that a request arrives intact."""
+        path, _, query = self.path.partition("?")
+        headers = {k: v for k, v in self.headers.items() if k not in ("host", "content-length")}
+        self._json(
+            200,
+            {"echo": {"path": path, "query": query, "body": req, "headers": headers}},
+        )
+
+    def ui_page(self, req: dict[str, Any]) -> None:
+        """A small page at / and an asset, as builds with the embedded web UI serve them."""
+        path = self.path.partition("?")[0]
+        if path == "/":
+            page = b'<!doctype html><title>llama.cpp</title><script src="/bundle.js"></script>'
+            self._send(200, page, "text/html; charset=utf-8")
+        else:
+            self._send(200, b"console.log('fake ui');", "application/javascript; charset=utf-8")
+
     def metrics(self, req: dict[str, Any]) -> None:
         st = self.state
         if not st.metrics:
@@ -398,6 +417,13 @@ class Handler(socketserver.StreamRequestHandler):
         )
         self._send(200, text.encode(), "text/plain; version=0.0.4")
 
+
+ECHO_POSTS = (
+    "/infill", "/tokenize", "/detokenize", "/apply-template", "/v1/messages",
+    "/v1/messages/count_tokens", "/v1/responses", "/responses", "/slots/0",
+    "/chat/completions/input_tokens", "/v1/chat/completions/input_tokens", "/predict",
+    "/lora-adapters", "/props",
+)  # fmt: skip
 
 ROUTES: dict[tuple[str, str], Callable[[Handler, dict[str, Any]], None]] = {
     ("GET", "/health"): Handler.health,
@@ -419,6 +445,10 @@ ROUTES: dict[tuple[str, str], Callable[[Handler, dict[str, Any]], None]] = {
         ("POST", p): Handler.rerank
         for p in ("/rerank", "/reranking", "/v1/rerank", "/v1/reranking")
     },
+    ("GET", "/"): Handler.ui_page,
+    ("GET", "/bundle.js"): Handler.ui_page,
+    **{("POST", p): Handler.echo for p in ECHO_POSTS},
+    **{("GET", p): Handler.echo for p in ("/lora-adapters", "/cors-proxy", "/tools")},
 }
 
 

@@ -181,16 +181,14 @@ OPERATOR_DENIED = [
     ("--host 0.0.0.0", "listens"),
     ("-m /models/x.gguf", "model comes from"),
     ("--alias x", "model comes from"),
-    ("--api-key k", "authentication"),
-    ("--ssl-key-file /k.pem", "authentication"),
-    ("--log-file /tmp/x.log", "log"),
+    ("--api-key k", "API keys"),
+    ("--ssl-key-file /k.pem", "API keys"),
+    ("--api-prefix /x", "routes"),
+    ("--models-dir /m", "router"),
     ("-lv 2", "ready"),
     ("--help", "exits"),
     ("--draft 3", "removed"),
     ("--no-mmap", "removed"),
-    ("--rpc 10.0.0.1:50052", "RPC"),
-    ("--tools all", "tools"),
-    ("--embedding", "role"),
     ("--fim-qwen-7b-default", "preset"),
     ("-c -1", "between"),
 ]
@@ -221,7 +219,7 @@ def test_allow_lifts_class_a_b_and_role_refusals(text: str, allow: set[str]) -> 
 
 
 @pytest.mark.parametrize(
-    "text", ["--port 1", "-m x", "--api-key k", "--help", "--draft 2", "--log-disable"]
+    "text", ["--port 1", "-m x", "--api-key k", "--help", "--draft 2", "--api-prefix /x"]
 )
 def test_allow_never_lifts_pool_owned_exit_or_removed(text: str) -> None:
     name = text.split(maxsplit=1)[0]

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llamasc.flags import FlagPolicy, load_default_table, validate_flags
+from llamasc.flags.policy import OPERATOR_OWNED
 
 TABLE = load_default_table()
 OPERATOR_ONLY_D = {
@@ -71,4 +72,7 @@ def test_operator_soups_never_validate_pool_owned_exit_or_removed(tokens: list[s
             spec = TABLE.get(item.canonical or "")
             assert spec is not None
             assert spec.server
-            assert not spec.classes & {"B", "C", "X", "R"} or spec.canonical in VALUE_CHECKED_C
+            # the operator is trusted with everything but what the pool owns
+            assert not spec.classes & {"X", "R"}
+            assert spec.canonical not in OPERATOR_OWNED
+            assert not spec.notes.startswith("preset:")

@@ -298,14 +298,17 @@ async def test_props_are_those_of_the_models_sidecar(
     r = await client.get("/props", headers={"X-Model-Id": "m1"})
     assert r.status_code == 200
     assert fake_pool.leases[-1] == ("m1", ())
-    # which model, when several are served, must be said
-    message = assert_envelope(await client.get("/props"), 400, "invalid_request")
-    assert "?model=" in message
-    assert "m1, m2" in message
+    # several models and none named: llama.cpp router's own answer (its web UI asks this)
+    r = await client.get("/props")
+    assert r.status_code == 200
+    assert r.json()["role"] == "router"
+    assert fake_pool.leases[-1] == ("m1", ())
     assert_envelope(await client.get("/props", params={"model": "nope"}), 404, "model_not_found")
-    r = await client.post("/props", json={"model": "m1"})
+    r = await client.post("/props", json={"model": "m1"})  # relayed (llama-server's --props)
+    assert r.status_code == 200
+    r = await client.put("/props", json={"model": "m1"})
     assert_envelope(r, 405, "method_not_allowed")
-    assert r.headers["allow"] == "GET"
+    assert r.headers["allow"] == "GET, POST"
     # one model: it is the default
     one = FakePool(fake_pool.base_url, ["solo"])
     transport = httpx.ASGITransport(app=make_app(pool=one))

@@ -113,6 +113,8 @@ def _print_table(result: Validation, model_id: str, mode: str, source: str) -> N
             verdict = Text("ok", style="green") if item.ok else Text("refused", style="bold red")
             table.add_row(Text(item.flag), Text(item.value or ""), verdict, Text(item.reason))
         out.print(table)
+    for warning in result.warnings:
+        out.print(Text(f"warning: {warning}", style="yellow"), soft_wrap=True)
     if result.ok:
         canonical = quote_tokens(result.canonical) or "(no flags)"
         out.print(Text(f"canonical: {canonical}"), soft_wrap=True)

@@ -47,6 +47,12 @@ class ModelSettings(BaseModel):
 
     path: Path | None = None
     env: dict[str, str] = Field(default_factory=dict)
+    # false: /v1/embeddings and /v1/rerank do not start a sidecar with --embedding/--reranking
+    embeddings: bool = True
+    # --pooling of the sidecar /v1/embeddings starts for this model (e.g. "mean")
+    pooling: Literal["none", "mean", "cls", "last", "rank"] | None = None
+    # shown in GET /models as llama.cpp's router shows --tags
+    tags: tuple[str, ...] = ()
 
 
 class Settings(BaseModel):
@@ -99,7 +105,7 @@ class Settings(BaseModel):
     @field_validator("bind")
     @classmethod
     def _check_bind(cls, value: str) -> str:
-        split_bind(value)
+        split_binds(value)
         return value
 
     @field_validator("port_range", mode="before")
@@ -152,11 +158,16 @@ class Settings(BaseModel):
 
     @property
     def host(self) -> str:
-        return split_bind(self.bind)[0]
+        return split_binds(self.bind)[0][0]
 
     @property
     def port(self) -> int:
-        return split_bind(self.bind)[1]
+        return split_binds(self.bind)[0][1]
+
+    @property
+    def binds(self) -> list[tuple[str, int]]:
+        """Every (host, port) to listen on (``--bind`` may list several, comma-separated)."""
+        return split_binds(self.bind)
 
     @property
     def state_home(self) -> Path:
@@ -212,7 +223,8 @@ SOURCES: dict[str, tuple[str | None, str | None]] = {
 
 # What a valid value looks like, for the one-line error.
 _EXPECT: dict[str, str] = {
-    "bind": "HOST:PORT (e.g. 127.0.0.1:8402 or [::1]:8402)",
+    "bind": "HOST:PORT, or several hosts comma-separated (e.g. 127.0.0.1:8402, [::1]:8402 or "
+    "127.0.0.1,::1:8402)",
     "port_range": "a range of ports like 8500-8599 within 1-65535",
     "max_sidecars": "an integer >= 1",
     "log_level": "one of DEBUG, INFO, WARNING, ERROR, CRITICAL",
@@ -278,6 +290,45 @@ def split_bind(bind: str) -> tuple[str, int]:
     if not 0 <= port <= 65535:
         raise ValueError("bind")
     return host, port
+
+
+def _bare_host(text: str) -> str:
+    """A host with no port: a name, an IPv4 address, or an IPv6 one (brackets optional)."""
+    host = text.strip()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host:
+        raise ValueError("bind")
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError("bind") from None
+    return host
+
+
+def split_binds(bind: str) -> list[tuple[str, int]]:
+    """Several addresses, as llama-server's ``--host`` takes them: ``127.0.0.1,::1:8402``
+    (the port after the last colon applies to every host without its own) or
+    ``127.0.0.1:8402,[::1]:8403``. Without a comma, :func:`split_bind`."""
+    if "," not in bind:
+        return [split_bind(bind)]
+    *firsts, last = (item.strip() for item in bind.split(","))
+    try:
+        last_host, port = split_bind(last)
+    except ValueError:
+        head, sep, port_s = last.rpartition(":")  # llama-server's unbracketed "::1:8402"
+        if not sep or not port_s.isdigit() or not 0 <= int(port_s) <= 65535:
+            raise ValueError("bind") from None
+        last_host, port = _bare_host(head), int(port_s)
+    out: list[tuple[str, int]] = []
+    for item in firsts:
+        try:
+            out.append(split_bind(item))
+        except ValueError:
+            out.append((_bare_host(item), port))
+    out.append((last_host, port))
+    return out
 
 
 def is_loopback(host: str) -> bool:
@@ -432,7 +483,7 @@ def load_settings(
 
 def check_bind_security(settings: Settings) -> None:
     """Refuse to serve a non-loopback address without an API key, unless told --insecure."""
-    if is_loopback(settings.host) or settings.api_key or settings.insecure:
+    if all(is_loopback(h) for h, _ in settings.binds) or settings.api_key or settings.insecure:
         return
     raise ConfigError(
         f"refusing to listen on {settings.bind} without an API key: anyone who can reach it "
@@ -456,4 +507,5 @@ __all__ = [
     "read_config_file",
     "settings_from_sources",
     "split_bind",
+    "split_binds",
 ]

@@ -5,9 +5,12 @@ Two modes:
 * ``untrusted`` (HTTP clients): sampling/performance flags (class E) and resource flags
   (class D) within tight ranges. Refused: anything the pool owns (C), file access (A) unless
   ``path_roots`` allows it, network/tools/downloads (B), print-and-exit (X), removed (R).
-* ``operator`` (trusted config: BASE_ARGS, bench arms): also file flags (A), full llama.cpp
-  ranges for class D and the operator-only D flags. Still refused: pool-owned flags, B
-  (unless in ``allow``), X and R.
+* ``operator`` (trusted config: BASE_ARGS, per-model arguments, bench arms): every flag but
+  the few the pool must own (host and port, the model and its alias, the API key and TLS,
+  ``--api-prefix``, router mode's ``--models-*``, the built-in presets), print-and-exit (X)
+  and removed (R) ones, with full llama.cpp ranges. A flag that turns off something llamasc
+  relies on (``--no-slots``, ``--log-disable``) is accepted with a warning
+  (:func:`operator_warning`) that says what stops working.
 
 Class D decisions for untrusted callers: ``-c``, ``-ngl``, ``-np``, ``-b``/``-ub``, threads,
 ``-dev``, ``-ot``, ``-sm``/``-ts``/``-mg``, ``-fit*``, MoE offload are allowed with ranges
@@ -87,6 +90,43 @@ _POOL_GROUPS: tuple[tuple[frozenset[str], str], ...] = (
         "owned by the pool: llama-server's web UI is not exposed through it",
     ),
 )
+# What even a trusted operator may not set: the pool could not run or reach the child.
+_OPERATOR_GROUPS: tuple[tuple[frozenset[str], str], ...] = (
+    (
+        frozenset({"--host", "--port", "--api-prefix"}),
+        "owned by the pool: it decides where each llama-server listens and which routes it has",
+    ),
+    (
+        frozenset({"--model", "--alias", "--model-url", "--docker-repo", "--hf-repo", "--hf-file"}),
+        "owned by the pool: the model comes from the request's model id",
+    ),
+    (
+        frozenset({"--api-key", "--api-key-file", "--ssl-key-file", "--ssl-cert-file"}),
+        "owned by the pool: it talks plain HTTP to its children and checks API keys itself",
+    ),
+    (
+        frozenset({"--models-dir", "--models-preset", "--models-max", "--models-autoload"}),
+        "owned by the pool: it is the router; llama-server's router mode is not used inside it",
+    ),
+)
+OPERATOR_OWNED: frozenset[str] = frozenset().union(*(g for g, _ in _OPERATOR_GROUPS))
+# Accepted from an operator, with what stops working (or what it exposes) said once at start.
+_OPERATOR_WARNINGS: dict[str, str] = {
+    "--no-slots": "GET /slots answers 501 and slot save/restore (the prompt cache across "
+    "swaps) stops working",
+    "--log-disable": "llamasc no longer sees llama-server's log: readiness is found by polling "
+    "only, and a failed start shows no stderr lines",
+    "--log-file": "llama-server logs to that file instead of stderr: a failed start shows no "
+    "stderr lines",
+    "--embedding": "every sidecar serves embeddings only; /v1/embeddings already starts an "
+    "embedding sidecar by itself when this is not set",
+    "--rerank": "every sidecar serves reranking only; /v1/rerank already starts a reranking "
+    "sidecar by itself when this is not set",
+    "--tools": "every client of llamasc may run these tools on this host through /tools",
+    "--agent": "every client of llamasc may run tools on this host",
+    "--ui-mcp-proxy": "every client of llamasc may make this host fetch URLs (/cors-proxy)",
+    "--hf-token": "the token is on every child's command line",
+}
 # Class C, but an operator may lift them with `allow` (e.g. a dedicated embedding sidecar).
 _ROLE = frozenset({"--embedding", "--rerank"})
 _ROLE_REASON = "changes the server's role (embeddings/rerank only, no completions)"
@@ -212,6 +252,11 @@ def refusal(
         return "prints something and exits, so the server would never start"
     if name in denied:
         return "refused by this pool's flag policy"
+    if policy.trusted:
+        for group, reason in _OPERATOR_GROUPS:
+            if name in group:
+                return reason
+        return _PRESET_REASON if spec.notes.startswith("preset:") else None
     for group, reason in _POOL_GROUPS:
         if name in group:
             return reason
@@ -241,6 +286,12 @@ def refusal(
     if not policy.trusted and name in _OPERATOR_ONLY_D and name not in allowed:
         return f"operator only: it {_OPERATOR_ONLY_D[name]}"
     return None
+
+
+def operator_warning(spec: FlagSpec, negative: bool) -> str | None:
+    """What an accepted operator flag turns off or exposes, or None."""
+    name = spec.spelling(negative) if negative and spec.negatives else spec.canonical
+    return _OPERATOR_WARNINGS.get(name)
 
 
 def _removed_hint(spec: FlagSpec) -> str:
@@ -288,4 +339,4 @@ def check_paths(
     return None, tuple(out)
 
 
-__all__ = ["FlagPolicy", "check_paths", "refusal"]
+__all__ = ["OPERATOR_OWNED", "FlagPolicy", "check_paths", "operator_warning", "refusal"]

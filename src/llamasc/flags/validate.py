@@ -10,7 +10,7 @@ from typing import Any
 
 from llamasc.errors import FlagError
 from llamasc.flags.canonical import build_canonical, sidecar_key
-from llamasc.flags.policy import FlagPolicy, check_paths, refusal
+from llamasc.flags.policy import FlagPolicy, check_paths, operator_warning, refusal
 from llamasc.flags.table import FlagTable, load_default_table
 from llamasc.flags.tokens import parse_flag_input, problems_message
 from llamasc.flags.values import check_combination, check_values
@@ -51,6 +51,8 @@ class Validation:
     items: list[FlagVerdict] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     canonical: tuple[str, ...] = ()
+    #: accepted operator flags that turn off something llamasc relies on, and what stops working
+    warnings: list[str] = field(default_factory=list)
 
     def raise_for_problems(self) -> None:
         """Raise :class:`FlagError` listing every problem, unless the flags are valid."""
@@ -67,6 +69,7 @@ class Validation:
             "items": [v.as_dict() for v in self.items],
             "problems": list(self.problems),
             "canonical": list(self.canonical),
+            "warnings": list(self.warnings),
         }
 
 
@@ -195,6 +198,12 @@ def _validate(flags: str | Sequence[str], policy: FlagPolicy, table: FlagTable) 
     problems.sort(key=lambda p: p[0])
     ok = not problems
     canonical = build_canonical(accepted) if ok else ()
+    warnings: list[str] = []
+    if policy.trusted:
+        for occ in accepted:
+            note = operator_warning(occ.spec, occ.negative)
+            if note is not None and (msg := f"{occ.raw}: {note}") not in warnings:
+                warnings.append(msg)
     if not ok:
         log.debug("refused llama-server flags: %s", [p for _, p in problems])
     return Validation(
@@ -202,6 +211,7 @@ def _validate(flags: str | Sequence[str], policy: FlagPolicy, table: FlagTable) 
         items=[v for _, v in rows],
         problems=[p for _, p in problems],
         canonical=canonical,
+        warnings=warnings,
     )
 
 

@@ -17,6 +17,7 @@ from starlette.routing import Route
 from llamasc import __version__
 from llamasc.errors import RequestError
 from llamasc.server._types import SidecarInfoLike
+from llamasc.server.models import list_models, load_model, router_props, unload_model
 from llamasc.server.state import DaemonState
 
 _HASH_PREFIX = re.compile(r"[0-9a-f]{8,64}")
@@ -68,6 +69,10 @@ class Admin:
             Route("/health", self.health, methods=["GET"]),
             Route("/v1/models", self.models, methods=["GET"]),
             Route("/models", self.models, methods=["GET"]),
+            # llama.cpp router mode's API (server/models.py)
+            Route("/models/load", self.load, methods=["POST"]),
+            Route("/models/unload", self.unload, methods=["POST"]),
+            Route("/props", self.props, methods=["GET"]),
             Route("/sidecars", self.sidecars, methods=["GET"]),
             Route("/sidecars", self.stop_many, methods=["DELETE"]),
             Route("/sidecars/{hash}", self.sidecar, methods=["GET"]),
@@ -95,29 +100,16 @@ class Admin:
         )
 
     async def models(self, request: Request) -> JSONResponse:
-        st = self.state
-        running: dict[str, list[dict[str, Any]]] = {}
-        for info in st.pool.sidecars():
-            running.setdefault(info.model, []).append(
-                {
-                    "hash": info.hash,
-                    "state": _plain(info.state),
-                    "port": info.port,
-                    "flags": list(info.flags),
-                }
-            )
-        created = int(st.started_at)
-        data = [
-            {
-                "id": model_id,
-                "object": "model",
-                "created": created,
-                "owned_by": "llamasc",
-                "sidecars": running.get(model_id, []),
-            }
-            for model_id in st.catalog.ids()
-        ]
-        return JSONResponse({"object": "list", "data": data})
+        return await list_models(self.state)
+
+    async def load(self, request: Request) -> JSONResponse:
+        return await load_model(self.state, request)
+
+    async def unload(self, request: Request) -> JSONResponse:
+        return await unload_model(self.state, request)
+
+    async def props(self, request: Request) -> JSONResponse:
+        return await router_props(self.state)
 
     async def sidecars(self, request: Request) -> JSONResponse:
         infos = self.state.pool.sidecars()

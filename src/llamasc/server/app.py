@@ -28,7 +28,8 @@ from llamasc.server.cors import CorsPolicy
 from llamasc.server.envelope import MethodNotAllowedError, error_bytes, send_error
 from llamasc.server.flaggate import FlagGate
 from llamasc.server.guard import INTERNAL_MESSAGE, Guard
-from llamasc.server.relay import AUTH_MESSAGE, PROXY_PATHS, Proxy
+from llamasc.server.relay import AUTH_MESSAGE, Proxy
+from llamasc.server.routes import UI_ASSET, is_asset, routes_for
 from llamasc.server.state import DaemonState, LlamaServerInfo
 
 log = logging.getLogger(__name__)
@@ -49,8 +50,10 @@ class _RequireKey:
             and self.state.auth_required
             and scope["path"] not in _OPEN_PATHS
         ):
-            auth = next((v for k, v in scope["headers"] if k == b"authorization"), None)
-            if not self.state.authorized(auth):
+            headers = scope["headers"]
+            auth = next((v for k, v in headers if k == b"authorization"), None)
+            key = next((v for k, v in headers if k == b"x-api-key"), None)
+            if not self.state.authorized(auth, key):
                 await send_error(send, AuthError(AUTH_MESSAGE))
                 return
         await self.app(scope, receive, send)
@@ -122,10 +125,35 @@ class LlamascApp(Starlette):
         await self._guard(scope, receive, send)
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] in PROXY_PATHS:
-            await self._proxy(scope, receive, send)
-            return
+        if scope["type"] == "http":
+            path = scope["path"]
+            routes = routes_for(path)
+            if routes is not None and not self._answered_here(path, scope):
+                await self._proxy(scope, receive, send, routes)
+                return
+            if routes is None and scope["method"] == "GET" and is_asset(path):
+                await self._proxy(scope, receive, send, _UI_ASSET)
+                return
         await super().__call__(scope, receive, send)
+
+    def _answered_here(self, path: str, scope: Scope) -> bool:
+        """Plain ``GET /metrics`` is llamasc's own; ``GET /props`` naming no model, with several
+        models, is llama.cpp router's own answer (what its web UI asks first)."""
+        if path == "/metrics":
+            return not _names_model(scope)
+        if path == "/props" and scope["method"] == "GET" and len(self.llamasc.catalog) != 1:
+            return not _names_model(scope)
+        return False
+
+
+_UI_ASSET = {"GET": UI_ASSET}
+
+
+def _names_model(scope: Scope) -> bool:
+    """``GET /metrics`` names a model (then it is that sidecar's own); plain is llamasc's."""
+    return b"model=" in scope["query_string"] or any(
+        k == b"x-model-id" for k, _ in scope["headers"]
+    )
 
 
 def create_app(

@@ -108,7 +108,9 @@ def resolve_base_args(settings: Settings) -> tuple[tuple[str, ...], list[str]]:
     validation = validate_flags(list(args), FlagPolicy.operator())
     if not validation.ok:
         raise ConfigError("BASE_ARGS: " + "; ".join(validation.problems))
-    return args, notes
+    for warning in validation.warnings:
+        log.warning("BASE_ARGS: %s", warning)
+    return args, [*notes, *(f"BASE_ARGS: {w}" for w in validation.warnings)]
 
 
 def absorb_cors_origins(settings: Settings) -> Settings:
@@ -153,9 +155,26 @@ def build_policy(settings: Settings, base_args: Sequence[str] = ()) -> FlagPolic
         raise ConfigError(f"flag_policy: {' '.join(first[:3])}") from None
 
 
-def listen_socket(settings: Settings) -> socket.socket:
+def listen_sockets(settings: Settings) -> list[socket.socket]:
+    """Bind every address of ``--bind`` (comma-separated, as llama-server's ``--host``)."""
+    socks: list[socket.socket] = []
+    try:
+        binds = settings.binds
+        for host, port in binds:
+            socks.append(listen_socket(settings, host, port, v6only=len(binds) > 1))
+    except BaseException:
+        for sock in socks:
+            sock.close()
+        raise
+    return socks
+
+
+def listen_socket(
+    settings: Settings, host: str | None = None, port: int | None = None, *, v6only: bool = False
+) -> socket.socket:
     """Bind the daemon's address now, so "address in use" is one clear line."""
-    host, port = settings.host, settings.port
+    host = settings.host if host is None else host
+    port = settings.port if port is None else port
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
@@ -164,12 +183,15 @@ def listen_socket(settings: Settings) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     if sys.platform != "win32":
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if v6only and family == socket.AF_INET6:  # "::" beside "0.0.0.0" must not claim IPv4 too
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
     try:
         sock.bind(addr)
     except OSError as exc:
         sock.close()
+        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         raise ConfigError(
-            f"cannot listen on {settings.bind}: {exc.strerror or exc} "
+            f"cannot listen on {shown}: {exc.strerror or exc} "
             "(another daemon running? set LLAMA_SIDECAR_BIND / --bind)"
         ) from None
     sock.set_inheritable(False)
@@ -283,8 +305,10 @@ class Daemon:
         self.app = create_app(
             settings, self.pool, catalog=catalog, llama_server=info, policy=policy
         )
-        self.sock = listen_socket(settings)
-        self.info = ServeInfo(_url(self.sock), catalog.ids(), info, base_args, notes)
+        self.socks = listen_sockets(settings)
+        self.sock = self.socks[0]
+        more = [f"also listening on {_url(s)}" for s in self.socks[1:]]
+        self.info = ServeInfo(_url(self.sock), catalog.ids(), info, base_args, [*notes, *more])
         self._on_ready = on_ready
         self.uv_config = _uvicorn_config(self.app, settings)
         self.server = _Server(self.uv_config, self.app, self._started)
@@ -302,10 +326,11 @@ class Daemon:
         """Serve until stopped, then stop every child (also after a forced exit)."""
         try:
             await self.app.llamasc.startup()  # before serving: a failure is one clear error
-            await self.server.serve(sockets=[self.sock])
+            await self.server.serve(sockets=self.socks)
         finally:
             await self.app.llamasc.shutdown()
-            self.sock.close()
+            for sock in self.socks:
+                sock.close()
 
     def stop(self) -> None:
         """Begin a graceful shutdown, as SIGTERM would (safe from another thread)."""
@@ -320,7 +345,8 @@ def run(settings: Settings, *, on_ready: Callable[[ServeInfo], None] | None = No
         with asyncio.Runner(loop_factory=daemon.uv_config.get_loop_factory()) as runner:
             runner.run(daemon.serve())
     finally:
-        daemon.sock.close()
+        for sock in daemon.socks:
+            sock.close()
 
 
 __all__ = [
@@ -331,6 +357,7 @@ __all__ = [
     "build_policy",
     "http_bounds",
     "listen_socket",
+    "listen_sockets",
     "policy_caps",
     "probe_version",
     "resolve_base_args",

@@ -1,8 +1,10 @@
-"""The inference routes: a lean raw-ASGI reverse proxy to the sidecars.
+"""Every llama-server route (see :mod:`llamasc.server.routes`): a lean raw-ASGI reverse proxy
+to the sidecars.
 
-``GET /props?model=ID`` (or with ``X-Model-Id``) is relayed the same way, to the sidecar of that
-model and ``X-Agent-Flags`` (started if needed, as llama.cpp's router does): it tells a client
-such as ``llamasc eval`` how many slots its requests will find.
+A request goes to the sidecar of its model and ``X-Agent-Flags`` (started if needed, as
+llama.cpp's router does, unless its route may not start one), plus the flag its route implies
+(``--embedding`` for embeddings). ``GET`` routes take the model from ``?model=``, which is not
+forwarded.
 
 This is the hot path, so it avoids every per-request cost it can: no framework routing, the
 body is read once and forwarded as the original bytes, the model is found without parsing the
@@ -15,8 +17,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qs
 
 from starlette.types import Receive, Scope, Send
 
@@ -24,15 +26,22 @@ from llamasc.errors import (
     AuthError,
     HeadersTooLargeError,
     LlamascError,
-    RequestError,
     ShuttingDownError,
     UpstreamError,
     UpstreamTimeoutError,
 )
-from llamasc.server._request import header_text, model_from_body, read_body
+from llamasc.server._request import header_text, read_body
 from llamasc.server._types import LeaseLike
+from llamasc.server.dispatch import (
+    check_slot_action,
+    pick_model,
+    running_flags,
+    strip_model,
+    with_mode,
+)
 from llamasc.server.envelope import MethodNotAllowedError, send_error, sse_error_event
 from llamasc.server.guard import INTERNAL_MESSAGE
+from llamasc.server.routes import SLOT_ACTION, Route
 from llamasc.server.state import DaemonState
 from llamasc.server.upstream_conn import (
     Connection,
@@ -43,30 +52,12 @@ from llamasc.server.upstream_conn import (
 
 log = logging.getLogger(__name__)
 
-PROXY_PATHS: frozenset[str] = frozenset(
-    {
-        "/v1/chat/completions",
-        "/chat/completions",
-        "/v1/completions",
-        "/completions",
-        "/completion",
-        "/v1/embeddings",
-        "/embeddings",
-        "/v1/rerank",
-        "/rerank",
-        "/v1/reranking",
-        "/reranking",
-        "/props",
-    }
-)
-PROPS_PATH = "/props"
-
 # Not forwarded upstream: hop-by-hop headers, ours (auth, routing), and the ones we set.
 _DROP_REQUEST = frozenset(
     {
         b"host", b"content-length", b"transfer-encoding", b"connection", b"keep-alive", b"te",
         b"trailer", b"upgrade", b"proxy-authorization", b"proxy-connection", b"expect",
-        b"authorization", b"x-agent-flags", b"x-model-id",
+        b"authorization", b"x-api-key", b"x-agent-flags", b"x-model-id",
     }
 )  # fmt: skip
 # Not relayed back: hop-by-hop, and what uvicorn sets itself (server, date).
@@ -88,7 +79,7 @@ WATCH_AFTER = 0.1
 # cpp-httplib (llama-server) answers an empty 400 to a header line longer than 8 KiB.
 UPSTREAM_HEADER_LINE = 8192 - 4
 
-AUTH_MESSAGE = "missing or invalid API key (send Authorization: Bearer <key>)"
+AUTH_MESSAGE = "missing or invalid API key (send Authorization: Bearer <key> or x-api-key: <key>)"
 
 
 class _AbortConnection(Exception):
@@ -140,20 +131,23 @@ def find_timings(before: bytes, last: bytes) -> dict[str, Any] | None:
 
 
 class Proxy:
-    """ASGI app for the inference routes (POST only)."""
+    """ASGI app for the relayed routes; ``routes`` are the routes at the request's path."""
 
     def __init__(self, state: DaemonState) -> None:
         self.state = state
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(
+        self, scope: Scope, receive: Receive, send: Send, routes: Mapping[str, Route]
+    ) -> None:
         st = self.state
-        method = "GET" if scope["path"] == PROPS_PATH else "POST"
-        if scope["method"] != method:
+        route = routes.get(scope["method"])
+        if route is None:
+            allow = ", ".join(routes)
             await send_error(
-                send, MethodNotAllowedError(f"{scope['path']} accepts only {method}", allow=method)
+                send, MethodNotAllowedError(f"{scope['path']} accepts only {allow}", allow=allow)
             )
             return
-        model_h = flags_h = auth_h = length_h = None
+        model_h = flags_h = auth_h = key_h = length_h = None
         fwd: list[tuple[bytes, bytes]] = []
         too_long: bytes | None = None
         for name, value in scope["headers"]:
@@ -167,9 +161,11 @@ class Proxy:
                 flags_h = value
             elif name == b"authorization":
                 auth_h = value
+            elif name == b"x-api-key":
+                key_h = value
             elif name == b"content-length":
                 length_h = value
-        if not st.authorized(auth_h):
+        if not st.authorized(auth_h, key_h):
             await send_error(send, AuthError(AUTH_MESSAGE))
             return
         if st.draining:
@@ -181,18 +177,27 @@ class Proxy:
                 f"header {what!r} is longer than the {UPSTREAM_HEADER_LINE + 4} bytes a "
                 "llama-server header line may have"))  # fmt: skip
             return
+        query: bytes = scope["query_string"]
         try:
             body = await read_body(receive, st.body_limit, length_h)
             model = header_text(model_h, "X-Model-Id") if model_h is not None else ""
-            if method == "GET":
-                model = model or self._props_model(scope)
-                body = b""
-            elif not model:
-                model = model_from_body(body)
+            if not model:
+                model = pick_model(route, st, body, query)
             flags = st.gate.canonical(header_text(flags_h, "X-Agent-Flags")) if flags_h else ()
+            if route.mode is not None and model not in st.no_modes:
+                flags = with_mode(flags, route.mode, st.pooling.get(model))
+            if not route.starts:
+                if route.path == SLOT_ACTION:
+                    check_slot_action(body)
+                flags = running_flags(st, model, flags)
         except LlamascError as exc:
             await send_error(send, exc)
             return
+        target: bytes = scope.get("raw_path") or scope["path"].encode()
+        if query:
+            query = strip_model(query) if route.model == "query" else query
+            if query:
+                target += b"?" + query
         task = asyncio.current_task()
         call = _Call(task, receive)
         loop = asyncio.get_running_loop()
@@ -205,8 +210,9 @@ class Proxy:
             async with st.pool.lease(model, flags) as lease:
                 st.waiters.discard(task)
                 await self._forward(
-                    scope, send, lease, method=method.encode(), body=body, fwd=fwd, call=call
-                )
+                    send, lease, method=route.method.encode(), target=target, body=body, fwd=fwd,
+                    call=call,
+                )  # fmt: skip
         except asyncio.CancelledError:
             if call.client_gone and call.task is not None:
                 call.task.uncancel()
@@ -229,35 +235,18 @@ class Proxy:
             if call.watcher is not None:
                 call.watcher.cancel()
 
-    def _props_model(self, scope: Scope) -> str:
-        """The model of ``GET /props``: ``?model=``, or the only model there is."""
-        raw: bytes = scope["query_string"]
-        model = (parse_qs(raw.decode("latin-1")).get("model") or [""])[-1].strip()
-        if model:
-            return model
-        known = self.state.catalog.ids()
-        if len(known) == 1:
-            return known[0]
-        raise RequestError(
-            "GET /props needs a model: ?model=ID or the X-Model-Id header "
-            f"(known: {', '.join(known[:20]) or 'none'})"
-        )
-
     async def _forward(
         self,
-        scope: Scope,
         send: Send,
         lease: LeaseLike,
         *,
         method: bytes,
+        target: bytes,
         body: bytes,
         fwd: list[tuple[bytes, bytes]],
         call: _Call,
     ) -> None:
         up = self.state.upstreams.for_lease(lease)
-        target: bytes = scope.get("raw_path") or scope["path"].encode()
-        if scope["query_string"] and method == b"POST":  # GET /props: ?model= is ours
-            target += b"?" + scope["query_string"]
         fwd.append((b"content-length", b"%d" % len(body)))
         where = f"llama-server for {lease.model_id!r} on port {lease.port}"
         try:
@@ -341,4 +330,4 @@ def _record(lease: LeaseLike, timings: dict[str, Any]) -> None:
         log.debug("could not record timings: %s", exc)
 
 
-__all__ = ["PROXY_PATHS", "Proxy", "find_timings"]
+__all__ = ["AUTH_MESSAGE", "Proxy", "find_timings"]

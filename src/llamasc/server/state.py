@@ -62,12 +62,18 @@ class DaemonState:
         if hasattr(pool, "on_change"):  # the real pool: hear of stops as they begin
             pool.on_change = self.upstreams.sweep
         self.body_limit = settings.body_limit
+        # models whose config says `embeddings = false`: no route-implied --embedding/--reranking
+        self.no_modes = frozenset(m for m, ms in settings.models.items() if not ms.embeddings)
+        self.pooling = {m: ms.pooling for m, ms in settings.models.items() if ms.pooling}
         self._api_key = settings.api_key.encode() if settings.api_key else None
         self.started_at = time.time()
         self._started_mono = time.monotonic()
         self._draining = False
         self.loop: asyncio.AbstractEventLoop | None = None
         self.waiters: set[asyncio.Task[Any]] = set()
+        # the router API's bookkeeping: last failed /models/load per model, its load tasks
+        self.load_failures: dict[str, int] = {}
+        self.background: set[asyncio.Task[None]] = set()
         self._pool_started = False
         self._closed = False
 
@@ -94,13 +100,16 @@ class DaemonState:
     def auth_required(self) -> bool:
         return self._api_key is not None
 
-    def authorized(self, authorization: bytes | None) -> bool:
-        """Constant-time check of an ``Authorization: Bearer <key>`` header value."""
+    def authorized(self, authorization: bytes | None, x_api_key: bytes | None = None) -> bool:
+        """Constant-time check of ``Authorization: Bearer <key>`` or (Anthropic's clients)
+        ``x-api-key: <key>``."""
         if self._api_key is None:
             return True
-        if not authorization or authorization[:7].lower() != b"bearer ":
-            return False
-        return hmac.compare_digest(authorization[7:].strip(), self._api_key)
+        if authorization and authorization[:7].lower() == b"bearer ":
+            return hmac.compare_digest(authorization[7:].strip(), self._api_key)
+        if x_api_key:
+            return hmac.compare_digest(x_api_key.strip(), self._api_key)
+        return False
 
     def uptime(self) -> float:
         return time.monotonic() - self._started_mono
@@ -118,6 +127,8 @@ class DaemonState:
         if self._closed:
             return
         self._closed = True
+        for task in list(self.background):
+            task.cancel()
         await self.upstreams.aclose()
         await self.pool.close(grace=self.settings.stop_grace)
         log.info("all sidecars stopped")
