@@ -29,8 +29,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator
 
+from llamasc.config.scheduling import (
+    SCHEDULING_EXPECT,
+    SCHEDULING_SOURCES,
+    ModelScheduling,
+    SchedulingSettings,
+)
 from llamasc.errors import ConfigError
 
 DEFAULT_BIND = "127.0.0.1:8402"
@@ -39,8 +45,8 @@ DEFAULT_BODY_LIMIT = 32 * 1024 * 1024
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
-class ModelSettings(BaseModel):
-    """Per-model additions from the config file."""
+class ModelSettings(ModelScheduling):
+    """Per-model additions from the config file (scheduling fields: ``config.scheduling``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -48,8 +54,8 @@ class ModelSettings(BaseModel):
     env: dict[str, str] = Field(default_factory=dict)
 
 
-class Settings(BaseModel):
-    """Everything ``llamasc serve`` needs to know, validated."""
+class Settings(SchedulingSettings):
+    """Everything ``llamasc serve`` needs to know, validated (scheduling: ``config.scheduling``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -175,6 +181,7 @@ SOURCES: dict[str, tuple[str | None, str | None]] = {
     "insecure": (None, "--insecure"),
     "access_log": ("LLAMASC_ACCESS_LOG", "--access-log"),
     "overlap_swaps": ("LLAMASC_OVERLAP_SWAPS", "--overlap-swaps"),
+    **SCHEDULING_SOURCES,
 }
 
 # What a valid value looks like, for the one-line error.
@@ -193,6 +200,7 @@ _EXPECT: dict[str, str] = {
     "insecure": "true or false",
     "access_log": "true or false",
     "overlap_swaps": "true or false",
+    **SCHEDULING_EXPECT,
 }
 
 _PATH_FIELDS = (
