@@ -39,7 +39,8 @@ def test_every_scheduling_field_is_read_from_the_file() -> None:
     assert (s.max_wait, s.min_resident, s.ttl, s.preload) == (4.0, 1.5, 300.0, ("smol",))
     m = s.models["smol"]
     assert (m.ttl, m.pin, m.priority, m.concurrency) == (0.0, True, 5, 2)
-    assert m.send_loading_state and m.args == ("-c", "4096")
+    assert m.send_loading_state
+    assert m.args == ("-c", "4096")
     g = s.groups["coders"]
     assert g.members == ("smol", "gemma")
     assert (g.swap, g.exclusive, g.persistent) == (True, False, False)  # llama-swap defaults
@@ -49,7 +50,8 @@ def test_defaults() -> None:
     s = settings_from_sources(env={})
     assert s.memory_budget is None  # measured at start-up
     assert (s.max_wait, s.min_resident, s.ttl, s.preload, s.groups) == (10.0, 2.0, 0.0, (), {})
-    assert s.slot_cache and s.slot_cache_min_tokens == 1024 and s.slot_cache_size == 20 * GIB
+    assert s.slot_cache
+    assert (s.slot_cache_min_tokens, s.slot_cache_size) == (1024, 20 * GIB)
 
 
 def test_environment_and_command_line_forms() -> None:
@@ -63,7 +65,8 @@ def test_environment_and_command_line_forms() -> None:
     s = settings_from_sources(env=env, cli={"max_wait": "7", "ttl": "60"})
     assert s.memory_budget == {"host": GIB}
     assert (s.max_wait, s.ttl, s.preload) == (7.0, 60.0, ("a", "b"))
-    assert not s.slot_cache and s.slot_cache_size == GIB
+    assert not s.slot_cache
+    assert s.slot_cache_size == GIB
 
 
 @pytest.mark.parametrize(
