@@ -16,6 +16,8 @@ The tree::
     ├── NotFoundError                 no such sidecar / route object             (404)
     ├── CapacityError                 pool full and nothing evictable in time    (503 + Retry-After)
     │   └── TooManyConnectionsError   the daemon's connection limit is reached   (503)
+    ├── InsufficientMemoryError       the model cannot fit the memory budget     (503)
+    ├── ConcurrencyLimitError         the model's concurrency stayed full        (429 + Retry-After)
     ├── ShuttingDownError             the daemon is stopping                     (503)
     ├── SidecarError                  a llama-server child misbehaved
     │   ├── SpawnError                it exited before becoming ready            (502)
@@ -171,6 +173,29 @@ class TooManyConnectionsError(CapacityError):
     code = "too_many_connections"
 
 
+class InsufficientMemoryError(LlamascError):
+    """The model cannot fit the memory budget even alone: waiting would not help."""
+
+    http_status = 503
+    error_type = "unavailable_error"
+    code = "insufficient_memory"
+
+
+class ConcurrencyLimitError(LlamascError):
+    """The model had ``concurrency`` requests in flight for the whole queue timeout."""
+
+    http_status = 429
+    error_type = "rate_limit_error"
+    code = "concurrency_limit"
+
+    def __init__(self, message: str, *, retry_after: float = 5.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(max(1, round(self.retry_after)))}
+
+
 class ShuttingDownError(LlamascError):
     http_status = 503
     error_type = "unavailable_error"
@@ -241,6 +266,7 @@ __all__ = [
     "AuthError",
     "BodyTooLargeError",
     "CapacityError",
+    "ConcurrencyLimitError",
     "ConfigError",
     "DaemonUnreachableError",
     "DataError",
@@ -248,6 +274,7 @@ __all__ = [
     "FlagError",
     "ForbiddenError",
     "HeadersTooLargeError",
+    "InsufficientMemoryError",
     "LlamascError",
     "NotFoundError",
     "ReadinessTimeoutError",

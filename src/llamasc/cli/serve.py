@@ -212,6 +212,70 @@ _LogFile = Annotated[
         help="Write the daemon log to PATH (rotating), e.g. as a service.",
     ),
 ]
+# ---- scheduling (issue 12): memory, fairness, lifetimes, slot cache
+_MemoryBudget = Annotated[
+    _Text,
+    _opt(
+        "--memory-budget",
+        env="LLAMASC_MEMORY_BUDGET",
+        metavar="DEV=SIZE,...",
+        help="Memory per device, e.g. cuda0=22GiB,host=48GiB [default: what is free at start].",
+    ),
+]
+_MaxWait = Annotated[
+    _Text,
+    _opt(
+        "--max-wait",
+        env="LLAMASC_MAX_WAIT",
+        metavar="S",
+        help="A request for an unloaded model waits at most S s for a busy one [default: 10].",
+    ),
+]
+_MinResident = Annotated[
+    _Text,
+    _opt(
+        "--min-resident",
+        env="LLAMASC_MIN_RESIDENT",
+        metavar="S",
+        help="Keep a swapped-in model at least S s unless it goes idle [default: 2].",
+    ),
+]
+_Ttl = Annotated[
+    _Text,
+    _opt(
+        "--ttl",
+        env="LLAMASC_TTL",
+        metavar="S",
+        help="Stop a sidecar idle for S s (0 = never; per model: ttl) [default: 0].",
+    ),
+]
+_Preload = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--preload",
+        metavar="ID",
+        help="Start this model at start-up, in the background (repeatable). Env LLAMASC_PRELOAD.",
+        show_default=False,
+    ),
+]
+_SlotCacheMinTokens = Annotated[
+    _Text,
+    _opt(
+        "--slot-cache-min-tokens",
+        env="LLAMASC_SLOT_CACHE_MIN_TOKENS",
+        metavar="N",
+        help="Save a slot's KV cache on a swap only from N tokens [default: 1024].",
+    ),
+]
+_SlotCacheSize = Annotated[
+    _Text,
+    _opt(
+        "--slot-cache-size",
+        env="LLAMASC_SLOT_CACHE_SIZE",
+        metavar="SIZE",
+        help="Disk for saved slot caches, oldest deleted first [default: 20GiB].",
+    ),
+]
 _LogLevel = Annotated[
     _Text,
     _opt(
@@ -262,6 +326,20 @@ def serve(
             "memory for that moment, so mind VRAM). Env LLAMASC_OVERLAP_SWAPS.",
         ),
     ] = False,
+    memory_budget: _MemoryBudget = None,
+    max_wait: _MaxWait = None,
+    min_resident: _MinResident = None,
+    ttl: _Ttl = None,
+    preload: _Preload = None,
+    no_slot_cache: Annotated[
+        bool,
+        typer.Option(
+            "--no-slot-cache",
+            help="Do not keep slots' KV caches across swaps. Env LLAMASC_SLOT_CACHE=0.",
+        ),
+    ] = False,
+    slot_cache_min_tokens: _SlotCacheMinTokens = None,
+    slot_cache_size: _SlotCacheSize = None,
 ) -> None:
     """Serve an OpenAI-compatible API over a pool of llama-server processes."""
     from llamasc.config.settings import load_settings
@@ -293,6 +371,14 @@ def serve(
         "max_connections": max_connections,
         "upstream_first_byte_timeout": upstream_first_byte_timeout,
         "upstream_idle_timeout": upstream_idle_timeout,
+        "memory_budget": memory_budget,
+        "max_wait": max_wait,
+        "min_resident": min_resident,
+        "ttl": ttl,
+        "preload": list(preload) if preload else None,
+        "slot_cache": False if no_slot_cache else None,
+        "slot_cache_min_tokens": slot_cache_min_tokens,
+        "slot_cache_size": slot_cache_size,
     }
     settings = load_settings(cli, config_path=config)
     setup_logging(settings)

@@ -29,9 +29,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from llamasc.config.origins import parse_origins
+from llamasc.config.scheduling import (
+    SCHEDULING_EXPECT,
+    SCHEDULING_SOURCES,
+    ModelScheduling,
+    SchedulingSettings,
+)
 from llamasc.errors import ConfigError
 
 DEFAULT_BIND = "127.0.0.1:8402"
@@ -40,8 +46,8 @@ DEFAULT_BODY_LIMIT = 32 * 1024 * 1024
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
-class ModelSettings(BaseModel):
-    """Per-model additions from the config file."""
+class ModelSettings(ModelScheduling):
+    """Per-model additions from the config file (scheduling fields: ``config.scheduling``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -55,8 +61,8 @@ class ModelSettings(BaseModel):
     tags: tuple[str, ...] = ()
 
 
-class Settings(BaseModel):
-    """Everything ``llamasc serve`` needs to know, validated."""
+class Settings(SchedulingSettings):
+    """Everything ``llamasc serve`` needs to know, validated (scheduling: ``config.scheduling``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -219,6 +225,7 @@ SOURCES: dict[str, tuple[str | None, str | None]] = {
         "--upstream-first-byte-timeout",
     ),
     "upstream_idle_timeout": ("LLAMASC_UPSTREAM_IDLE_TIMEOUT", "--upstream-idle-timeout"),
+    **SCHEDULING_SOURCES,
 }
 
 # What a valid value looks like, for the one-line error.
@@ -246,6 +253,7 @@ _EXPECT: dict[str, str] = {
     "max_connections": "an integer >= 1",
     "upstream_first_byte_timeout": "a number of seconds > 0",
     "upstream_idle_timeout": "a number of seconds > 0",
+    **SCHEDULING_EXPECT,
 }
 
 _PATH_FIELDS = (

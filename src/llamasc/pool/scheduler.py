@@ -6,99 +6,65 @@ is taken where the state lives, never from a read made elsewhere.
 
 Rules:
 
-- A ready sidecar for the request's key serves it at once (the fast path).
+- A ready sidecar for the request's key serves it at once (the fast path), unless its model
+  has ``concurrency`` requests in flight (the request waits, then ``concurrency_limit``) or
+  the sidecar is draining (below).
 - Concurrent first requests for one key start it once; all its waiters are granted when it is
   ready, or all rejected with the start error.
-- At most ``max_sidecars`` children are live; starting, ready and stopping all count, since a
-  stopping child still holds its memory and its port. With ``overlap`` n > 0, up to n stopping
-  children do not count: a swap starts the new child at once while the evicted one exits, at
-  the price of both holding memory for that moment (opt-in: ``--overlap-swaps``).
-- When full, the least recently used sidecar with nothing in flight and nobody waiting is
-  stopped to make room (``eviction.choose_victim``). A busy sidecar is never stopped to make
-  room: the newcomer waits, first come first served, for at most ``queue_timeout`` seconds,
-  then is rejected with ``"capacity"``. Waiting for a sidecar that is already starting is not
-  bounded by the queue timeout: the start has its own readiness timeout.
+- Room is counted in resources (``admission``): one ``slots`` unit per live child against
+  ``max_sidecars``, and bytes per device against the memory budget. Starting, ready and
+  stopping children all hold theirs, since a stopping child still holds its memory and its
+  port; with ``overlap`` n > 0, up to n stopping children hold no slot (``--overlap-swaps``).
+- A key that cannot fit even alone (beside the pinned children) is refused at once:
+  ``insufficient_memory``.
+- When there is no room, idle sidecars are stopped, least recently used first, until the
+  newcomer fits (``eviction``). A busy sidecar is never stopped to make room: the newcomer
+  waits, for at most ``queue_timeout`` seconds, then is rejected with ``"capacity"``.
+  Waiting for a sidecar that is already starting is not bounded by the queue timeout.
+- Waiters are served by priority (higher first), then in arrival order; while a model is
+  loaded its requests go straight to it, so ABAB arrivals are served AABB.
+- Starvation bound: a request for an unloaded model that has waited ``max_wait`` seconds
+  (None: no bound) drains the busy sidecars in its way that have been ready ``min_resident``
+  seconds: they take no new request, finish those in flight, and are stopped.
+- Groups (llama-swap's): ``swap`` members stop each other, ``exclusive`` ones stop other
+  groups' members unless those are ``persistent``. Pinned sidecars are never stopped for
+  another one, nor by their TTL; others are stopped after ``ttl`` seconds idle.
 - Only an explicit stop, a child's exit or shutdown ends a sidecar that has requests in flight.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Literal, TypeAlias
 
-from llamasc.pool.eviction import SidecarState, choose_victim
-
-RequestId: TypeAlias = int
-StopReason: TypeAlias = Literal["evict", "requested", "shutdown"]
-RejectReason: TypeAlias = Literal["capacity", "start_failed", "shutting_down"]
-
-
-@dataclass(frozen=True, slots=True)
-class Start:
-    """Spawn a child for ``key``; answer with ``ready`` or ``start_failed``."""
-
-    key: str
-
-
-@dataclass(frozen=True, slots=True)
-class Stop:
-    """Stop the child of ``key`` (or abort its start); answer with ``stopped``."""
-
-    key: str
-    reason: StopReason
-
-
-@dataclass(frozen=True, slots=True)
-class Grant:
-    """Request ``req_id`` may use the ready sidecar of ``key``; answer later with ``released``."""
-
-    req_id: RequestId
-    key: str
-
-
-@dataclass(frozen=True, slots=True)
-class Reject:
-    """Request ``req_id`` will not be served. ``error`` is the start error for start_failed;
-    ``detail`` is ``"queue_full"`` when a capacity rejection came without any wait."""
-
-    req_id: RequestId
-    reason: RejectReason
-    error: BaseException | None = None
-    detail: str = ""
-
-
-Effect: TypeAlias = Start | Stop | Grant | Reject
-
-
-@dataclass(slots=True)
-class Sidecar:
-    """The scheduler's record of one live child. ``gen`` tells instances of a key apart."""
-
-    key: str
-    state: SidecarState
-    gen: int
-    in_flight: int = 0
-    last_used: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class _Waiter:
-    req_id: RequestId
-    key: str
-    deadline: float
-
-
-@dataclass(frozen=True, slots=True)
-class _View:
-    """A sidecar as eviction sees it (satisfies ``eviction.Candidate``)."""
-
-    key: str
-    state: SidecarState
-    in_flight: int
-    waiters: int
-    last_used: float
+from llamasc.pool.admission import (
+    DEFAULT_PROFILE,
+    SLOTS,
+    Group,
+    Ledger,
+    Profile,
+    Usage,
+    charge,
+    fits,
+    insufficient_memory_message,
+    too_big,
+)
+from llamasc.pool.effects import (
+    Effect,
+    Grant,
+    Reject,
+    RejectReason,
+    RequestId,
+    Sidecar,
+    Start,
+    Stop,
+    StopReason,
+    View,
+    Waiter,
+)
+from llamasc.pool.eviction import SidecarState, conflicts
+from llamasc.pool.plan import plan_room
 
 
 class Scheduler:
@@ -111,6 +77,10 @@ class Scheduler:
         *,
         max_waiters: int = 512,
         overlap: int = 0,
+        budget: Usage | None = None,
+        max_wait: float | None = None,
+        min_resident: float = 0.0,
+        groups: Mapping[str, Group] | None = None,
     ) -> None:
         if max_sidecars < 1:
             raise ValueError("max_sidecars must be at least 1")
@@ -120,12 +90,20 @@ class Scheduler:
         self.overlap = overlap
         self.queue_timeout = queue_timeout
         self.max_waiters = max_waiters
+        self.max_wait = max_wait
+        self.min_resident = min_resident
+        self.memory_budget: dict[str, float] = dict(budget or {})
+        self._budget = {**self.memory_budget, SLOTS: float(max_sidecars)}
+        self.groups: dict[str, Group] = dict(groups or {})
+        self._group_of = {m: g.name for g in self.groups.values() for m in g.members}
         self.shutting_down = False
         self._sidecars: dict[str, Sidecar] = {}
         # dicts keep insertion order: this one is the FIFO queue
-        self._waiters: dict[RequestId, _Waiter] = {}
+        self._waiters: dict[RequestId, Waiter] = {}
         self._leases: dict[RequestId, tuple[str, int]] = {}
+        self._model_load: Counter[str] = Counter()
         self._gen = 0
+        self._seq = 0
 
     # ----------------------------------------------------------------- reads (display only)
 
@@ -144,26 +122,65 @@ class Scheduler:
         """How many granted requests have not been released yet."""
         return len(self._leases)
 
-    def next_deadline(self) -> float | None:
-        """When ``tick`` next has something to do, or None: the run loop's only timer."""
-        deadlines = [w.deadline for w in self._waiters.values() if not self._bound(w)]
-        return min(deadlines, default=None)
+    def held(self) -> dict[str, float]:
+        """What the live children hold per device (the larger of projected and measured)."""
+        out = {d: 0.0 for d in self.memory_budget}
+        for sc in self._sidecars.values():
+            for d, v in self._charge(sc).items():
+                if d != SLOTS:
+                    out[d] = out.get(d, 0.0) + v
+        return out
+
+    def next_deadline(self, now: float | None = None) -> float | None:
+        """When ``tick`` next has something to do, or None: the run loop's only timer.
+
+        Queue timeouts always count; starvation, min-resident and TTL instants count when
+        they are after ``now`` (before it, they were acted on when they passed).
+        """
+        times = [w.deadline for w in self._waiters.values() if not self._bound(w)]
+        later: list[float] = []
+        if self.max_wait is not None:
+            room = [w for w in self._waiters.values() if w.key not in self._sidecars]
+            later += [w.arrival + self.max_wait for w in room]
+            if now is not None and any(w.arrival + self.max_wait <= now for w in room):
+                later += [
+                    sc.ready_at + self.min_resident
+                    for sc in self._sidecars.values()
+                    if sc.state is SidecarState.READY and not sc.draining
+                ]
+        for sc in self._sidecars.values():
+            if self._ttl_applies(sc):
+                later.append(sc.last_used + sc.profile.ttl)
+        times += [t for t in later if now is None or t > now]
+        return min(times, default=None)
 
     # ---------------------------------------------------------------------------- events
 
-    def request(self, req_id: RequestId, key: str, now: float) -> list[Effect]:
-        """A client wants the sidecar of ``key``."""
+    def request(
+        self, req_id: RequestId, key: str, now: float, profile: Profile | None = None
+    ) -> list[Effect]:
+        """A client wants the sidecar of ``key`` (``profile``: what it runs and needs)."""
         if req_id in self._waiters or req_id in self._leases:
             raise ValueError(f"request id {req_id!r} is already known")
         if self.shutting_down:
             return [Reject(req_id, "shutting_down")]
         sc = self._sidecars.get(key)
-        if sc is not None and sc.state is SidecarState.READY:
+        if sc is not None and self._can_grant(sc):
             return [self._grant(req_id, sc, now)]
+        profile = profile or DEFAULT_PROFILE
+        if sc is None and self.memory_budget:
+            pinned = [self._charge(p) for p in self._sidecars.values() if self._pinned(p)]
+            found = too_big(profile, self.memory_budget, pinned)
+            if found is not None:
+                msg = insufficient_memory_message(profile.model or key, found)
+                return [Reject(req_id, "insufficient_memory", detail=msg)]
         if len(self._waiters) >= self.max_waiters:
             return [Reject(req_id, "capacity", detail="queue_full")]
-        self._waiters[req_id] = _Waiter(req_id, key, now + self.queue_timeout)
-        return self._drain()
+        self._seq += 1
+        self._waiters[req_id] = Waiter(
+            req_id, key, now + self.queue_timeout, now, self._seq, profile
+        )
+        return self._drain(now)
 
     def ready(self, key: str, now: float) -> list[Effect]:
         """The child of ``key`` answers health checks: grant everyone waiting for it."""
@@ -171,10 +188,16 @@ class Scheduler:
         if sc is None or sc.state is not SidecarState.STARTING:
             return []  # stopped while starting: the Stop already decided its fate
         sc.state = SidecarState.READY
-        sc.last_used = now
-        effects: list[Effect] = [self._grant(w.req_id, sc, now) for w in self._take_waiters(key)]
+        sc.last_used = sc.ready_at = now
         # with no waiter left it may be the idle victim someone else is waiting for
-        return effects + self._drain()
+        return self._drain(now)
+
+    def measured(self, key: str, usage: Usage) -> list[Effect]:
+        """What the ready child of ``key`` really holds per device (RSS, driver's report)."""
+        sc = self._sidecars.get(key)
+        if sc is not None:
+            sc.measured = {d: float(v) for d, v in usage.items()}
+        return []
 
     def start_failed(self, key: str, error: BaseException | None, now: float) -> list[Effect]:
         """The child of ``key`` did not become ready. Its slot is free again."""
@@ -185,7 +208,7 @@ class Scheduler:
         if sc.state is SidecarState.STARTING:
             effects = [Reject(w.req_id, "start_failed", error) for w in self._take_waiters(key)]
         # a start aborted by a Stop leaves its waiters queued: they get a fresh start
-        return effects + self._drain()
+        return effects + self._drain(now)
 
     def exited(self, key: str, now: float) -> list[Effect]:
         """The child of ``key`` died (or was found unhealthy) without being asked to stop."""
@@ -198,12 +221,12 @@ class Scheduler:
         """The child of ``key`` is gone and its port is free."""
         if self._sidecars.pop(key, None) is None:
             return []
-        return self._drain()
+        return self._drain(now)
 
     def released(self, req_id: RequestId, now: float) -> list[Effect]:
         """A granted request finished, or a waiting one gave up. Idempotent."""
         if self._waiters.pop(req_id, None) is not None:
-            return self._drain()
+            return self._drain(now)
         lease = self._leases.pop(req_id, None)
         if lease is None:
             return []
@@ -212,9 +235,10 @@ class Scheduler:
         if sc is None or sc.gen != gen:
             return []  # its child is gone; a successor's count is not ours to touch
         sc.in_flight -= 1
+        self._model_load[sc.profile.model] -= 1
         sc.last_used = now
-        if sc.in_flight == 0 and self._waiters:
-            return self._drain()
+        if self._waiters or (sc.draining and sc.in_flight == 0):
+            return self._drain(now)
         return []
 
     def stop_requested(self, key: str, now: float) -> list[Effect]:
@@ -226,11 +250,20 @@ class Scheduler:
         return [Stop(key, "requested")]
 
     def tick(self, now: float) -> list[Effect]:
-        """Time passed: reject waiters that waited ``queue_timeout`` for room in vain."""
+        """Time passed: queue timeouts, TTLs, and the starvation bound."""
         expired = [w for w in self._waiters.values() if w.deadline <= now and not self._bound(w)]
+        effects: list[Effect] = []
         for w in expired:
             del self._waiters[w.req_id]
-        return [Reject(w.req_id, "capacity") for w in expired]
+            sc = self._sidecars.get(w.key)
+            limited = sc is not None and sc.state is SidecarState.READY and not sc.draining
+            effects.append(Reject(w.req_id, "concurrency_limit" if limited else "capacity"))
+        for sc in self._sidecars.values():
+            expired_ttl = self._ttl_applies(sc) and now - sc.last_used >= sc.profile.ttl
+            if expired_ttl and self.waiting(sc.key) == 0:
+                sc.state = SidecarState.STOPPING
+                effects.append(Stop(sc.key, "ttl"))
+        return effects + self._drain(now)
 
     def shutdown(self, now: float) -> list[Effect]:
         """Stop everything; reject waiters now and every later request."""
@@ -248,69 +281,148 @@ class Scheduler:
     def _grant(self, req_id: RequestId, sc: Sidecar, now: float) -> Grant:
         sc.in_flight += 1
         sc.last_used = now
+        self._model_load[sc.profile.model] += 1
         self._leases[req_id] = (sc.key, sc.gen)
         return Grant(req_id, sc.key)
 
-    def _take_waiters(self, key: str) -> Iterator[_Waiter]:
+    def _can_grant(self, sc: Sidecar) -> bool:
+        if sc.state is not SidecarState.READY or sc.draining:
+            return False
+        limit = sc.profile.concurrency
+        return limit is None or self._model_load[sc.profile.model] < limit
+
+    def _pinned(self, sc: Sidecar) -> bool:
+        return sc.profile.pin and sc.state is not SidecarState.STOPPING
+
+    def _ttl_applies(self, sc: Sidecar) -> bool:
+        return (
+            sc.profile.ttl > 0
+            and not sc.profile.pin
+            and sc.state is SidecarState.READY
+            and not sc.draining
+            and sc.in_flight == 0
+        )
+
+    def _charge(self, sc: Sidecar) -> dict[str, float]:
+        return charge(sc.profile.need, sc.measured)
+
+    def _take_waiters(self, key: str) -> Iterator[Waiter]:
         taken = [w for w in self._waiters.values() if w.key == key]
         for w in taken:
             del self._waiters[w.req_id]
         return iter(taken)
 
-    def _bound(self, w: _Waiter) -> bool:
+    def _bound(self, w: Waiter) -> bool:
         """Waiting on a start in progress rather than for room."""
         sc = self._sidecars.get(w.key)
         return sc is not None and sc.state is SidecarState.STARTING
 
-    def _views(self) -> list[_View]:
-        counts: dict[str, int] = {}
-        for w in self._waiters.values():
-            counts[w.key] = counts.get(w.key, 0) + 1
+    def _ordered(self) -> list[Waiter]:
+        return sorted(self._waiters.values(), key=lambda w: (-w.profile.priority, w.seq))
+
+    def _views(self) -> list[View]:
+        counts: Counter[str] = Counter(w.key for w in self._waiters.values())
         return [
-            _View(sc.key, sc.state, sc.in_flight, counts.get(sc.key, 0), sc.last_used)
+            View(
+                key=sc.key,
+                state=sc.state,
+                in_flight=sc.in_flight,
+                waiters=counts[sc.key],
+                last_used=sc.last_used,
+                model=sc.profile.model,
+                group=self._group_of.get(sc.profile.model),
+                pinned=sc.profile.pin,
+                draining=sc.draining,
+                ready_at=sc.ready_at,
+            )
             for sc in self._sidecars.values()
         ]
 
-    def _drain(self) -> list[Effect]:
-        """Give room to waiters in arrival order: start into free slots, evict idle ones.
+    def _ledger(self, claimed: list[Usage]) -> Ledger:
+        led = Ledger(self._budget)
+        overlap_left = self.overlap
+        for sc in self._sidecars.values():
+            stopping = sc.state is SidecarState.STOPPING
+            overlapped = stopping and overlap_left > 0
+            overlap_left -= overlapped
+            led.hold(self._charge(sc), stopping=stopping or sc.draining, overlapped=overlapped)
+        for c in claimed:
+            led.claim(c)
+        return led
 
-        ``headroom`` is the slots not held by a starting or ready child: free now, or held by a
-        stopping one that will free it soon. Each slot still on its way out is promised to the
-        next waiter instead of evicting yet another sidecar.
-        """
+    def _drain(self, now: float) -> list[Effect]:
+        """Grant what ready sidecars can take, stop drained ones, then give room to waiters."""
         effects: list[Effect] = []
-        live = sum(1 for sc in self._sidecars.values() if sc.state is not SidecarState.STOPPING)
-        stopping = len(self._sidecars) - live
-        promised = 0
-        served: set[str] = set()
-        for w in self._waiters.values():
-            # a key with a live sidecar is starting (waiters join it) or stopping (they wait
-            # for the stop, then are served here); a key already handled needs no 2nd slot
-            if w.key in self._sidecars or w.key in served:
-                continue
-            served.add(w.key)
-            if self._free(live, stopping) == 0:
-                if self.max_sidecars - live - promised > 0:
-                    promised += 1  # a stopping child's slot is this waiter's
-                    continue
-                victim = choose_victim(w.key, self._views())
-                if victim is None:
-                    break  # no room for this waiter, so none for anyone behind it either
-                self._sidecars[victim].state = SidecarState.STOPPING
-                effects.append(Stop(victim, "evict"))
-                live, stopping = live - 1, stopping + 1
-                if self._free(live, stopping) == 0:
-                    promised += 1  # it waits for its victim to exit
-                    continue
-            self._gen += 1
-            self._sidecars[w.key] = Sidecar(w.key, SidecarState.STARTING, self._gen)
-            effects.append(Start(w.key))
-            live += 1
+        for w in self._ordered():
+            sc = self._sidecars.get(w.key)
+            if sc is not None and self._can_grant(sc):
+                del self._waiters[w.req_id]
+                effects.append(self._grant(w.req_id, sc, now))
+        for sc in self._sidecars.values():
+            if sc.draining and sc.state is SidecarState.READY and sc.in_flight == 0:
+                sc.state = SidecarState.STOPPING
+                effects.append(Stop(sc.key, "drain"))
+        if not self.shutting_down:
+            effects += self._admit(now)
         return effects
 
-    def _free(self, live: int, stopping: int) -> int:
-        """Slots a start may take now: ``overlap`` stopping children do not hold theirs."""
-        return max(0, self.max_sidecars - live - max(0, stopping - self.overlap))
+    def _admit(self, now: float) -> list[Effect]:
+        """Start waiters' keys into free room, stopping (or draining) what stands in the way.
+
+        Served in priority, then arrival order; a waiter that can get no room stops the line
+        (nobody behind it takes the room it is waiting for).
+        """
+        effects: list[Effect] = []
+        claimed: list[Usage] = []
+        handled: set[str] = set()
+        for w in self._ordered():
+            if w.key in self._sidecars or w.key in handled:
+                continue
+            handled.add(w.key)
+            need = charge(w.profile.need)
+            group = self._group_of.get(w.profile.model)
+            views = self._views()
+            must = conflicts(w.key, group, views, self.groups)
+            if any(r.pinned for r in must):
+                continue  # a pinned member of its group never leaves: it times out
+            led = self._ledger(claimed)
+            if not must and fits(led.now, need):
+                effects.append(self._start(w))
+                claimed.append(need)
+                continue
+            starving = self.max_wait is not None and now - w.arrival >= self.max_wait
+            charges = {k: self._charge(sc) for k, sc in self._sidecars.items()}
+            plan = plan_room(
+                w.key,
+                group,
+                views,
+                must=must,
+                groups=self.groups,
+                charges=charges,
+                later=led.later,
+                need=need,
+                starving=starving,
+                now=now,
+                min_resident=self.min_resident,
+            )
+            if plan is None:
+                break
+            stops, drains = plan
+            for r in stops:
+                self._sidecars[r.key].state = SidecarState.STOPPING
+                effects.append(Stop(r.key, "evict"))
+            for r in drains:
+                self._sidecars[r.key].draining = True
+            # an overlapped swap need not wait for the exit; a group's swap always does
+            if not drains and not must and fits(self._ledger(claimed).now, need):
+                effects.append(self._start(w))
+            claimed.append(need)
+        return effects
+
+    def _start(self, w: Waiter) -> Start:
+        self._gen += 1
+        self._sidecars[w.key] = Sidecar(w.key, SidecarState.STARTING, self._gen, profile=w.profile)
+        return Start(w.key)
 
 
 __all__ = [

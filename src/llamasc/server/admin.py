@@ -17,7 +17,13 @@ from starlette.routing import Route
 from llamasc import __version__
 from llamasc.errors import RequestError
 from llamasc.server._types import SidecarInfoLike
-from llamasc.server.models import list_models, load_model, router_props, unload_model
+from llamasc.server.models import (
+    list_models,
+    load_model,
+    memory_json,
+    router_props,
+    unload_model,
+)
 from llamasc.server.state import DaemonState
 
 _HASH_PREFIX = re.compile(r"[0-9a-f]{8,64}")
@@ -46,6 +52,7 @@ def sidecar_json(info: SidecarInfoLike) -> dict[str, Any]:
         "in_flight": info.in_flight,
         "requests_served": info.requests_served,
         "last_timings": dict(info.last_timings) if info.last_timings else None,
+        "memory": memory_json(info),
     }
 
 
@@ -91,6 +98,8 @@ class Admin:
                 "sidecars": len(st.pool.sidecars()),
                 "max_sidecars": st.settings.max_sidecars,
                 "models": len(st.catalog),
+                # per device: budget, held by the children, free (issue 12); {} = count only
+                "memory": st.pool.memory() if hasattr(st.pool, "memory") else {},
                 "llama_server": {
                     "path": str(st.llama_server.path) if st.llama_server.path else None,
                     "version": st.llama_server.version,

@@ -32,6 +32,14 @@ log = logging.getLogger(__name__)
 _STATUS = {"ready": "loaded", "starting": "loading"}
 
 
+def memory_json(info: SidecarInfoLike) -> dict[str, Any]:
+    """Projected (before the start) and measured (once ready) bytes per device (issue 12)."""
+    return {
+        "projected": getattr(info, "memory_projected", None),
+        "measured": getattr(info, "memory_measured", None),
+    }
+
+
 def _tags_of(args: Sequence[str]) -> list[str]:
     tags: list[str] = []
     for i, tok in enumerate(args[:-1]):
@@ -65,7 +73,13 @@ def model_entry(
         "tags": list(dict.fromkeys(_tags_of(base) + (list(ms.tags) if ms else []))),
         "status": status,
         "sidecars": [
-            {"hash": i.hash, "state": str(i.state), "port": i.port, "flags": list(i.flags)}
+            {
+                "hash": i.hash,
+                "state": str(i.state),
+                "port": i.port,
+                "flags": list(i.flags),
+                "memory": memory_json(i),
+            }
             for i in infos
         ],
     }
