@@ -33,6 +33,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -46,6 +47,19 @@ FAKE = h.ROOT / "tests" / "fakes" / "fake_llama_server.py"
 PATH = "/v1/chat/completions"
 IDLE = 1000
 SLOWLORIS = 50
+# kind -> (concurrent loops, seconds between two attacks of one loop): a bounded mix, so the
+# run measures what each attack costs the daemon, not how fast the abuser can burn this
+# machine's cores (all three processes share them)
+MIX: dict[str, tuple[int, float]] = {
+    "idle": (IDLE, 0.0),  # held until the daemon closes them, then reopened
+    "slowloris": (SLOWLORIS, 0.0),  # one byte every 0.5 s until cut
+    "flood": (2, 0.1),  # 1 MiB header lines: 20 a second
+    "many": (2, 0.1),  # 500 headers: 20 a second
+    "flags": (4, 0.1),  # 256 new unknown flags: 40 requests a second
+    "ids": (2, 0.1),  # 1 MB model id and 50 KB path: 20 pairs a second
+}
+# BENCH_ABUSE_KINDS=idle,flags ... runs only those (to see what costs what); default: all
+KINDS = set(os.environ.get("BENCH_ABUSE_KINDS", "idle,slowloris,flood,many,flags,ids").split(","))
 
 
 def quantiles(xs: list[float]) -> dict[str, float]:
@@ -91,13 +105,16 @@ class Abuser:
         status = line.split(b" ")[1].decode() if line.startswith(b"HTTP/") else "closed"
         self.got[f"{kind}:{status}"] += 1
 
-    async def _forever(self, kind: str, one: object) -> None:
+    async def _forever(self, kind: str, one: Any, every: float) -> None:
+        """``one()`` again and again, at most once every ``every`` seconds (0: no pause)."""
+        loop = asyncio.get_running_loop()
         while not self.stop:
+            t0 = loop.time()
             try:
-                await one()  # type: ignore[operator]
+                await one()
             except OSError:
                 self.got[f"{kind}:reset"] += 1
-                await asyncio.sleep(0.05)
+            await asyncio.sleep(max(0.0, every - (loop.time() - t0)))
 
     async def slowloris(self) -> None:
         r, w = await self._open()
@@ -159,28 +176,27 @@ class Abuser:
         finally:
             w.close()
 
+    def mix(self, c: httpx.AsyncClient) -> list[tuple[str, int, Any, float]]:
+        """(kind, concurrent loops, one attack, seconds between two of a loop): see MIX."""
+        one = {
+            "idle": self.idle,
+            "slowloris": self.slowloris,
+            "flood": self.header_flood,
+            "many": self.many_headers,
+            "flags": lambda: self.unknown_flags(c),
+            "ids": lambda: self.oversized(c),
+        }
+        return [(kind, n, one[kind], every) for kind, (n, every) in MIX.items()]
+
     async def run(self) -> None:
         """Abuse until standard input closes."""
         base = f"http://{self.host}:{self.port}"
         async with httpx.AsyncClient(base_url=base, timeout=60) as c:
-            tasks = [asyncio.create_task(self._forever("idle", self.idle)) for _ in range(IDLE)]
-            tasks += [
-                asyncio.create_task(self._forever("slowloris", self.slowloris))
-                for _ in range(SLOWLORIS)
-            ]
-            tasks += [
-                asyncio.create_task(self._forever("flood", self.header_flood)) for _ in range(2)
-            ]
-            tasks += [
-                asyncio.create_task(self._forever("many", self.many_headers)) for _ in range(2)
-            ]
-            tasks += [
-                asyncio.create_task(self._forever("flags", lambda: self.unknown_flags(c)))
-                for _ in range(4)
-            ]
-            tasks += [
-                asyncio.create_task(self._forever("ids", lambda: self.oversized(c)))
-                for _ in range(2)
+            tasks = [
+                asyncio.create_task(self._forever(kind, one, every))
+                for kind, count, one, every in self.mix(c)
+                if kind in KINDS
+                for _ in range(count)
             ]
             print("ready", flush=True)
             await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
@@ -255,6 +271,7 @@ def main() -> None:
                 "p50_ratio": round(stormy_q["p50_ms"] / calm_q["p50_ms"], 2),
                 "target_p99_ratio_at_most": 3.0,
                 "health_during_abuse": health,
+                "abuse_mix": {k: {"loops": n, "every_s": e} for k, (n, e) in MIX.items()},
                 "abuse_outcomes": abuse,
                 "hostile_flag_header_cost": flag_cost_ms(),
             },
