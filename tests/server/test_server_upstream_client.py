@@ -423,3 +423,38 @@ async def test_retire_closes_idle_connections_now_and_busy_ones_after_their_answ
     await until(lambda: server.eofs == 2, "the server to see both connections end")
     with pytest.raises(UpstreamClosed):
         await up.send(request(up))
+
+
+SSE_HEAD = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+)
+
+
+async def test_a_streams_prefill_is_under_the_first_byte_timeout_not_the_idle_one() -> None:
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, s: Server) -> None:
+        await s.read_request(r)
+        w.write(SSE_HEAD)  # llama-server sends a stream's head at once ...
+        await w.drain()
+        await asyncio.sleep(0.6)  # ... and its first event only after the prefill
+        for event in (b"data: 1\n\n", b"data: 2\n\n"):
+            w.write(b"%x\r\n%s\r\n" % (len(event), event))
+            await w.drain()
+        await asyncio.sleep(0.6)  # then a silence longer than the idle timeout
+        w.write(b"0\r\n\r\n")
+        await w.drain()
+
+    async with Server(handler) as base:
+        up = Upstream(base.base_url, Timeouts(first_byte=5.0, idle=0.3))
+        conn = await up.send(request(up))
+        try:
+            first = await conn.read()  # after 0.6 s, twice the idle timeout: not cut
+            assert first.startswith(b"data: 1\n\n")
+
+            async def drain() -> None:
+                while await conn.read():
+                    pass
+
+            with pytest.raises(UpstreamTimeout, match="silence"):
+                await drain()
+        finally:
+            conn.release()

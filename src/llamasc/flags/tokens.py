@@ -25,6 +25,10 @@ MAX_BYTES = 32 * 1024
 MAX_TEXT_BYTES = 2 * MAX_BYTES
 
 _FORBIDDEN = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# shlex's whitespace; with no quote or backslash in the text, splitting on it is what shlex
+# does, some 50 times faster (shlex reads one character at a time, in Python).
+_SHLEX_SPACE = re.compile(r"[ \t\r\n]+")
+_SHLEX_SPECIAL = re.compile(r"[\"'\\]")
 
 
 def problems_message(count: int) -> str:
@@ -79,6 +83,8 @@ def _split_text(text: str) -> list[str]:
         if not isinstance(data, list) or not all(isinstance(t, str) for t in data):
             raise _fail("a JSON flag list must be a list of strings")
         return data
+    if _SHLEX_SPECIAL.search(text) is None:
+        return [t for t in _SHLEX_SPACE.split(text) if t]
     lexer = shlex.shlex(text, posix=True)
     lexer.whitespace_split = True
     lexer.commenters = ""
@@ -112,6 +118,11 @@ def parse_flag_input(text_or_tokens: str | Sequence[str]) -> list[str]:
                 "only tab and newline are allowed"
             )
         tokens: list[object] = list(_split_text(text))
+        if size <= MAX_BYTES and not text.lstrip().startswith("["):
+            # split text holds no character the whole text did not: only the count is left
+            if len(tokens) > MAX_TOKENS:
+                raise _fail(f"too many tokens: {len(tokens)} (limit {MAX_TOKENS})")
+            return cast(list[str], tokens)
     else:
         tokens = list(text_or_tokens)
     problems = check_tokens(tokens)

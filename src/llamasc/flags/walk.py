@@ -15,9 +15,10 @@ look like. We mirror that, with three deliberate differences that only ever refu
   ``-r --port`` is: its canonical form (two tokens) would otherwise read differently when
   walked again, so the verdict of the canonical form is always the verdict of the input.
 
-Cost: the "did you mean" search is the only part that is not linear in the input's size, so
-only the first :data:`MAX_SUGGESTIONS` unknown flags of a walk get one, and names longer than
-:data:`MAX_SUGGEST_LEN` none (256 unknown flags then cost well under a millisecond).
+Cost: the "did you mean" search is the costly part, so only the first
+:data:`MAX_SUGGESTIONS` unknown flags of a walk get one, and names longer than
+:data:`MAX_SUGGEST_LEN` none; and a walk gives up after :data:`MAX_STRAYS` stray tokens, so
+256 unknown flags cost about what 32 do.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ from llamasc.flags.table import FlagSpec, FlagTable, normalize_name
 
 MAX_SUGGESTIONS = 5
 MAX_SUGGEST_LEN = 64
+# A walk stops after this many stray tokens: past them the input is no typo but noise, and
+# each further one would only cost the event loop time (a last Stray says how much is left).
+MAX_STRAYS = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +116,10 @@ def walk(tokens: Sequence[str], table: FlagTable) -> tuple[list[Occurrence], lis
     last_switch: Occurrence | None = None  # a value-less flag directly before this token
     unknown = 0
     while i < n:
+        if len(strays) >= MAX_STRAYS:
+            rest = f"{n - i} more token{'s' if n - i != 1 else ''} not checked"
+            strays.append(Stray(i, tokens[i], None, f"too many problems; {rest}"))
+            break
         tok = tokens[i]
         padded = tok.strip() != tok and looks_like_flag(tok.strip())
         if not looks_like_flag(tok) and not padded:

@@ -46,10 +46,10 @@ class UpstreamProtocolError(UpstreamIOError):
 class Timeouts:
     """Seconds allowed per step; ``None`` waits forever.
 
-    ``first_byte`` runs from the request's send to the response head: a long prompt's
-    prefill on a big model may take minutes before llama-server answers anything. ``idle``
-    is the longest silence between two pieces of the body (streamed tokens come far more
-    often; a non-streamed answer is one piece, so for it ``first_byte`` is what counts).
+    ``first_byte`` runs from the request's send to the first byte of the response body: a
+    long prompt's prefill on a big model may take minutes before llama-server sends anything
+    (a stream's head comes at once, its first event only after the prefill). ``idle`` is the
+    longest silence between two pieces of the body after that.
     """
 
     connect: float | None = 5.0
@@ -88,6 +88,7 @@ class Connection(asyncio.Protocol):
         self._info = False  # parsing a 1xx interim answer, which is skipped
         self._error: UpstreamIOError | None = None
         self._body: list[bytes] = []
+        self._body_seen = False  # a body byte of this answer arrived: from now on, idle
         self._buffered = 0
         self._reading_paused = False
         self._write_paused = False
@@ -173,6 +174,7 @@ class Connection(asyncio.Protocol):
         if self._complete:
             return
         self._body.append(body)
+        self._body_seen = True
         self._buffered += len(body)
         self._wake()
 
@@ -201,6 +203,7 @@ class Connection(asyncio.Protocol):
             raise UpstreamClosed("connection already closed")
         self._busy = True
         self._got_bytes = self._head_done = self._complete = self._keep_alive = False
+        self._body_seen = False
         self.status = 0
         self.headers = []
         transport.write(data)
@@ -231,7 +234,12 @@ class Connection(asyncio.Protocol):
                 return b""
             if self._error is not None:
                 raise self._error
-            await self._wait(self.timeouts.idle, "of silence in the middle of the answer")
+            if self._body_seen:
+                await self._wait(self.timeouts.idle, "of silence in the middle of the answer")
+            else:
+                await self._wait(
+                    self.timeouts.first_byte, "waiting for the first byte of the answer"
+                )
 
     def release(self) -> None:
         """Give the connection back for reuse, or close it if its answer was not all read."""
