@@ -249,9 +249,20 @@ _LogLevel = Annotated[
 ]
 
 
+_ConfigDir = Annotated[
+    _Text,
+    _opt(
+        "--config-dir",
+        metavar="DIR",
+        help="Merge the llama-swap *.yaml fragments of DIR after --config.",
+    ),
+]
+
+
 def serve(
     *,
     config: _Config = None,
+    config_dir: _ConfigDir = None,
     bind: _Bind = None,
     llama_server: _LlamaServer = None,
     model_map: _ModelMap = None,
@@ -334,7 +345,7 @@ def serve(
         "slot_cache_min_tokens": slot_cache_min_tokens,
         "slot_cache_size": slot_cache_size,
     }
-    settings = load_settings(cli, config_path=config)
+    settings = load_settings(cli, config_path=config, config_dir=config_dir)
     setup_logging(settings)
     run(settings, on_ready=_announce)
 

@@ -33,6 +33,7 @@ class ModelEntry:
     path: Path
     env: Mapping[str, str] = field(default_factory=dict)
     source: str = "config"
+    args: tuple[str, ...] = ()  # operator flags of this model, between BASE_ARGS and a request's
 
 
 @dataclass
@@ -40,11 +41,15 @@ class ModelCatalog:
     """The models a daemon knows, by id (insertion order kept for listings)."""
 
     models: dict[str, ModelEntry] = field(default_factory=dict)
+    aliases: dict[str, str] = field(default_factory=dict)  # other name -> model id
 
     def get(self, model_id: str) -> ModelEntry:
+        """The model of an id or an alias."""
         try:
             return self.models[model_id]
         except KeyError:
+            if model_id in self.aliases:
+                return self.models[self.aliases[model_id]]
             known = ", ".join(sorted(self.models)) or "none"
             raise UnknownModelError(f"unknown model {model_id!r}; known models: {known}") from None
 
@@ -55,7 +60,7 @@ class ModelCatalog:
         return len(self.models)
 
     def __contains__(self, model_id: object) -> bool:
-        return model_id in self.models
+        return model_id in self.models or model_id in self.aliases
 
     @classmethod
     def of(cls, entries: Iterable[ModelEntry]) -> ModelCatalog:

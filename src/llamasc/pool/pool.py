@@ -138,9 +138,10 @@ class Pool:
         cached = self._keys.get((model_id, user_flags))
         if cached is not None:
             return cached
-        entry = self.catalog.get(model_id)
-        merged = merge_flags(self.base_args, user_flags)
-        resolved = (sidecar_key(model_id, merged), entry, merged)
+        entry = self.catalog.get(model_id)  # an alias finds its model's entry (and sidecars)
+        base = merge_flags(self.base_args, entry.args) if entry.args else self.base_args
+        merged = merge_flags(base, user_flags)
+        resolved = (sidecar_key(entry.id, merged), entry, merged)
         if len(self._keys) >= _KEY_CACHE_SIZE:
             self._keys.clear()
         self._keys[(model_id, user_flags)] = resolved

@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from llamasc import __version__
+from llamasc.config.swapfields import ModelSwapFields
 from llamasc.errors import RequestError
 from llamasc.server._types import SidecarInfoLike
 from llamasc.server.state import DaemonState
@@ -55,6 +56,24 @@ def _prefix(request: Request) -> str:
             f"sidecar hash must be 8 to 64 hex characters (a unique prefix), got {prefix!r}"[:200]
         )
     return prefix
+
+
+def swap_listing(
+    entry: dict[str, Any], extra: ModelSwapFields, with_aliases: bool
+) -> list[dict[str, Any]]:
+    """Add llama-swap's ``name``/``description``/``meta.llamaswap`` to a /v1/models entry;
+    return its aliases as entries of their own when ``includeAliasesInList`` asks for it."""
+    if extra.name:
+        entry["name"] = extra.name
+    if extra.description:
+        entry["description"] = extra.description
+    if extra.metadata:
+        entry["meta"] = {"llamaswap": dict(extra.metadata)}
+    if extra.capabilities:
+        entry["capabilities"] = dict(extra.capabilities)
+    if not with_aliases:
+        return []
+    return [{**entry, "id": alias, "sidecars": entry["sidecars"]} for alias in extra.aliases]
 
 
 class Admin:
@@ -107,16 +126,21 @@ class Admin:
                 }
             )
         created = int(st.started_at)
-        data = [
-            {
+        data = []
+        for model_id in st.catalog.ids():
+            extra = st.settings.models.get(model_id)
+            if extra is not None and extra.unlisted:
+                continue
+            entry: dict[str, Any] = {
                 "id": model_id,
                 "object": "model",
                 "created": created,
                 "owned_by": "llamasc",
                 "sidecars": running.get(model_id, []),
             }
-            for model_id in st.catalog.ids()
-        ]
+            data.append(entry)
+            if extra is not None:
+                data.extend(swap_listing(entry, extra, st.settings.include_aliases_in_list))
         return JSONResponse({"object": "list", "data": data})
 
     async def sidecars(self, request: Request) -> JSONResponse:

@@ -83,18 +83,50 @@ def build_catalog(settings: Settings) -> ModelCatalog:
     entries = dict(catalog.models)
     for model_id, m in settings.models.items():
         known = entries.get(model_id)
+        args = _model_args(model_id, m.args)
         if m.path is not None:
-            entries[model_id] = ModelEntry(id=model_id, path=m.path, env=m.env, source="config")
+            entries[model_id] = ModelEntry(
+                id=model_id, path=m.path, env=m.env, source="config", args=args
+            )
         elif known is not None:
             entries[model_id] = ModelEntry(
-                id=model_id, path=known.path, env={**known.env, **m.env}, source=known.source
+                id=model_id,
+                path=known.path,
+                env={**known.env, **m.env},
+                source=known.source,
+                args=args or known.args,
             )
         else:
             raise ConfigError(
                 f"models -> {model_id}: no such model (give it a path, or configure it via "
                 "MODEL_DIR_MAP_FILE / --models-dir)"
             )
-    return ModelCatalog(entries)
+    return ModelCatalog(entries, aliases=_aliases(settings, entries))
+
+
+def _model_args(model_id: str, args: tuple[str, ...]) -> tuple[str, ...]:
+    """A model's own operator flags (a llama-swap cmd's), checked like BASE_ARGS."""
+    if not args:
+        return ()
+    validation = validate_flags(list(args), FlagPolicy.operator())
+    if not validation.ok:
+        raise ConfigError(f"models -> {model_id} -> args (cmd): " + "; ".join(validation.problems))
+    return tuple(validation.canonical) if validation.canonical else tuple(args)
+
+
+def _aliases(settings: Settings, entries: dict[str, ModelEntry]) -> dict[str, str]:
+    """Every model's aliases (and setParamsByID names) -> its id; a clash is an error."""
+    out: dict[str, str] = {}
+    for model_id, m in settings.models.items():
+        names = [*m.aliases, *(k for k in m.filters.set_params_by_id if k != model_id)]
+        for alias in names:
+            if alias in entries:
+                raise ConfigError(f"models -> {model_id} -> aliases: {alias!r} is a model id")
+            if out.setdefault(alias, model_id) != model_id:
+                raise ConfigError(
+                    f"models -> {model_id} -> aliases: {alias!r} is also an alias of {out[alias]!r}"
+                )
+    return out
 
 
 def resolve_base_args(settings: Settings) -> tuple[tuple[str, ...], list[str]]:
@@ -213,6 +245,8 @@ class Daemon:
         from llamasc.pool.pool import Pool
 
         check_bind_security(settings)
+        for warning in settings.swap_warnings:  # the llama-swap keys llamasc does not act on
+            log.warning("config: %s", warning)
         binary = find_llama_server(settings.llama_server_bin, os.environ)
         catalog = build_catalog(settings)
         base_args, notes = resolve_base_args(settings)

@@ -47,7 +47,9 @@ class DaemonState:
         if hasattr(pool, "on_change"):  # the real pool: hear of stops as they begin
             pool.on_change = self.upstreams.sweep
         self.body_limit = settings.body_limit
-        self._api_key = settings.api_key.encode() if settings.api_key else None
+        keys = [k for k in (settings.api_key, *settings.api_keys) if k]
+        self._api_key = keys[0].encode() if keys else None
+        self._api_keys = tuple(k.encode() for k in keys)
         self.started_at = time.time()
         self._started_mono = time.monotonic()
         self.draining = False
@@ -62,9 +64,22 @@ class DaemonState:
         """Constant-time check of an ``Authorization: Bearer <key>`` header value."""
         if self._api_key is None:
             return True
-        if not authorization or authorization[:7].lower() != b"bearer ":
+        if not authorization:
             return False
-        return hmac.compare_digest(authorization[7:].strip(), self._api_key)
+        scheme = authorization[:6].lower()
+        if scheme == b"bearer" and authorization[6:7] == b" ":
+            return self._key_ok(authorization[7:].strip())
+        if scheme == b"basic " and len(self._api_keys) > 0:
+            return self._key_ok(basic_password(authorization[6:].strip()))
+        return False
+
+    def _key_ok(self, given: bytes) -> bool:
+        """Constant time in the key, checked against every configured key (llama-swap's
+        ``apiKeys`` is a list), so the time taken tells nothing about which one is close."""
+        ok = False
+        for key in self._api_keys:
+            ok |= hmac.compare_digest(given, key)
+        return ok
 
     def uptime(self) -> float:
         return time.monotonic() - self._started_mono
@@ -86,4 +101,16 @@ class DaemonState:
         log.info("all sidecars stopped")
 
 
-__all__ = ["DaemonState", "LlamaServerInfo"]
+def basic_password(b64: bytes) -> bytes:
+    """The password of a Basic credential (llama-swap's key may be sent as ``user:KEY``)."""
+    import base64
+    import binascii
+
+    try:
+        decoded = base64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError):
+        return b""
+    return decoded.partition(b":")[2]
+
+
+__all__ = ["DaemonState", "LlamaServerInfo", "basic_password"]
