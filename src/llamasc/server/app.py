@@ -28,6 +28,7 @@ from llamasc.server.envelope import MethodNotAllowedError, error_bytes, send_err
 from llamasc.server.flaggate import FlagGate
 from llamasc.server.relay import AUTH_MESSAGE, PROXY_PATHS, Proxy
 from llamasc.server.state import DaemonState, LlamaServerInfo
+from llamasc.server.swaproutes import SwapRoutes
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ class LlamascApp(Starlette):
                 await state.shutdown()
 
         super().__init__(
-            routes=Admin(state).routes(),
+            routes=Admin(state).routes() + SwapRoutes(state).routes(),
             middleware=[Middleware(_RequireKey, state=state)],
             exception_handlers={
                 LlamascError: _on_llamasc_error,

@@ -174,6 +174,8 @@ class Proxy:
                 body = b""
             elif not model:
                 model = model_from_body(body)
+            if st.filters and method == "POST":  # llama-swap filters, for models with one
+                body = st.filters.apply(model, body)
             flags = st.gate.canonical(header_text(flags_h, "X-Agent-Flags")) if flags_h else ()
         except LlamascError as exc:
             await send_error(send, exc)

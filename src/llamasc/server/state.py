@@ -47,6 +47,9 @@ class DaemonState:
         if hasattr(pool, "on_change"):  # the real pool: hear of stops as they begin
             pool.on_change = self.upstreams.sweep
         self.body_limit = settings.body_limit
+        from llamasc.server.filters import BodyFilters  # llama-swap filters (issue 13)
+
+        self.filters = BodyFilters(catalog, settings.models)
         keys = [k for k in (settings.api_key, *settings.api_keys) if k]
         self._api_key = keys[0].encode() if keys else None
         self._api_keys = tuple(k.encode() for k in keys)
