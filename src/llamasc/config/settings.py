@@ -300,7 +300,9 @@ def parse_config_text(text: str, *, fmt: str, source: str) -> dict[str, Any]:
     return data
 
 
-def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+def read_config_file(
+    path: str | os.PathLike[str], environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """Read and parse a config file; relative paths in it resolve against its directory."""
     p = Path(path).expanduser()
     suffix = p.suffix.lower()
@@ -317,7 +319,7 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         from llamasc.config.llamaswap import is_llama_swap
 
         if is_llama_swap(data):
-            return read_llama_swap(p)
+            return read_llama_swap(p, None, environ)
     return _anchor_paths(data, p.parent)
 
 
@@ -425,7 +427,7 @@ def load_settings(
     if config_dir is not None:
         file_data: dict[str, Any] | None = read_llama_swap(path, config_dir, env)
     else:
-        file_data = read_config_file(path) if path else None
+        file_data = read_config_file(path, env) if path else None
     return settings_from_sources(cli=cli, env=env, file_data=file_data, file_name=str(path))
 
 
