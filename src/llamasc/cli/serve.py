@@ -287,6 +287,14 @@ def serve(
     access_log: Annotated[
         bool, typer.Option("--access-log", help="Log every request (costs latency).")
     ] = False,
+    watch_config: Annotated[
+        bool,
+        typer.Option(
+            "--watch-config",
+            help="Reload the config when its file changes (polled every 2 s; SIGHUP always "
+            "reloads).",
+        ),
+    ] = False,
     overlap_swaps: Annotated[
         bool,
         typer.Option(
@@ -347,7 +355,18 @@ def serve(
     }
     settings = load_settings(cli, config_path=config, config_dir=config_dir)
     setup_logging(settings)
-    run(settings, on_ready=_announce)
+    import os
+
+    path = config or os.environ.get("LLAMASC_CONFIG") or None
+    watched = [p for p in (path, config_dir) if p] if watch_config else []
+    if config_dir:
+        watched += [str(p) for p in sorted(Path(config_dir).glob("*.y*ml"))] if watch_config else []
+    run(
+        settings,
+        on_ready=_announce,
+        reload_source=lambda: load_settings(cli, config_path=config, config_dir=config_dir),
+        watch_paths=watched,
+    )
 
 
 def setup_logging(settings: Settings) -> None:

@@ -34,6 +34,16 @@ class ModelEntry:
     env: Mapping[str, str] = field(default_factory=dict)
     source: str = "config"
     args: tuple[str, ...] = ()  # operator flags of this model, between BASE_ARGS and a request's
+    generation: int = 0  # bumped by a config reload that changed the model: a new sidecar key
+
+    @property
+    def key_id(self) -> str:
+        """What keys this model's sidecars: its id, plus the reload generation once changed."""
+        return self.id if self.generation == 0 else f"{self.id}\x00{self.generation}"
+
+    def runs_like(self, other: ModelEntry) -> bool:
+        """Same process: same GGUF, environment and operator args (a reload keeps it)."""
+        return (self.path, dict(self.env), self.args) == (other.path, dict(other.env), other.args)
 
 
 @dataclass

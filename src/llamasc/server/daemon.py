@@ -8,6 +8,7 @@ child and return normally (exit status 0). A second Ctrl-C skips the wait.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
@@ -15,7 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -32,6 +33,7 @@ from llamasc.server.state import LlamaServerInfo
 
 if TYPE_CHECKING:
     from llamasc.pool.child import Launcher
+    from llamasc.server.reload import ReloadResult
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +242,11 @@ class Daemon:
         *,
         on_ready: Callable[[ServeInfo], None] | None = None,
         launcher: Launcher | None = None,
+        reload_source: Callable[[], Settings] | None = None,
+        watch_paths: Sequence[str] = (),
     ) -> None:
+        """``reload_source`` re-reads the settings for a reload (SIGHUP; ``watch_paths``
+        are polled for changes when given)."""
         from llamasc.pool.config import PoolConfig
         from llamasc.pool.pool import Pool
 
@@ -273,6 +279,25 @@ class Daemon:
         self._on_ready = on_ready
         self.uv_config = _uvicorn_config(self.app, settings)
         self.server = _Server(self.uv_config, self.app, self._started)
+        from llamasc.server.reload import Reloader
+
+        self.reloader = Reloader(
+            self.app.llamasc,
+            self.pool,
+            reload_source or (lambda: settings),
+            build_catalog,
+            watch_paths,
+        )
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    async def reload_config(self) -> ReloadResult:
+        """Re-read the config and apply it (see :mod:`llamasc.server.reload`)."""
+        return await self.reloader.reload()
+
+    def reload_threadsafe(self, timeout: float = 60) -> ReloadResult:
+        """Reload from another thread (what SIGHUP does), waiting for the result."""
+        assert self.loop is not None, "not serving"
+        return asyncio.run_coroutine_threadsafe(self.reload_config(), self.loop).result(timeout)
 
     @property
     def url(self) -> str:
@@ -285,10 +310,15 @@ class Daemon:
 
     async def serve(self) -> None:
         """Serve until stopped, then stop every child (also after a forced exit)."""
+        self.loop = asyncio.get_running_loop()
+        hooks = install_reload_hooks(self)
         try:
             await self.app.llamasc.startup()  # before serving: a failure is one clear error
             await self.server.serve(sockets=[self.sock])
         finally:
+            for task in hooks:
+                task.cancel()
+            await self.reloader.settle()
             await self.app.llamasc.shutdown()
             self.sock.close()
 
@@ -298,9 +328,43 @@ class Daemon:
         self.server.should_exit = True
 
 
-def run(settings: Settings, *, on_ready: Callable[[ServeInfo], None] | None = None) -> None:
+def install_reload_hooks(daemon: Daemon) -> list[asyncio.Task[None]]:
+    """Config reload on SIGHUP (main thread, POSIX) and, with watch paths, on file change.
+
+    The one place the reload is hooked up, so it can be joined with other SIGHUP work.
+    """
+    loop = asyncio.get_running_loop()
+    tasks: list[asyncio.Task[None]] = []
+    sighup = getattr(signal, "SIGHUP", None)
+    if sighup is not None:
+
+        def on_sighup() -> None:
+            log.info("SIGHUP: reloading the config")
+            tasks.append(loop.create_task(_reload(daemon)))
+
+        # not in the main thread (tests run daemons in one): no signal, reload_threadsafe()
+        with contextlib.suppress(RuntimeError, ValueError):
+            loop.add_signal_handler(sighup, on_sighup)
+    if daemon.reloader.watch_paths:
+        tasks.append(loop.create_task(daemon.reloader.watch()))
+    return tasks
+
+
+async def _reload(daemon: Daemon) -> None:
+    await daemon.reload_config()
+
+
+def run(
+    settings: Settings,
+    *,
+    on_ready: Callable[[ServeInfo], None] | None = None,
+    reload_source: Callable[[], Settings] | None = None,
+    watch_paths: Sequence[str] = (),
+) -> None:
     """Serve until SIGINT/SIGTERM, then stop every child. Raises LlamascError on bad setup."""
-    daemon = Daemon(settings, on_ready=on_ready)
+    daemon = Daemon(
+        settings, on_ready=on_ready, reload_source=reload_source, watch_paths=watch_paths
+    )
     try:
         with asyncio.Runner(loop_factory=daemon.uv_config.get_loop_factory()) as runner:
             runner.run(daemon.serve())

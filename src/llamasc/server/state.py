@@ -59,6 +59,17 @@ class DaemonState:
         self._pool_started = False
         self._closed = False
 
+    def apply_reload(self, settings: Settings, catalog: ModelCatalog) -> None:
+        """A reloaded config: the models, their listing fields and filters, the API keys."""
+        from llamasc.server.filters import BodyFilters
+
+        self.settings = settings
+        self.catalog = catalog
+        self.filters = BodyFilters(catalog, settings.models)
+        keys = [k for k in (settings.api_key, *settings.api_keys) if k]
+        self._api_key = keys[0].encode() if keys else None
+        self._api_keys = tuple(k.encode() for k in keys)
+
     @property
     def auth_required(self) -> bool:
         return self._api_key is not None
