@@ -42,7 +42,9 @@ def reloadable(
     gguf = tmp_path / "m.gguf"
     gguf.write_bytes(b"")
 
-    def make(text: str, suffix: str = ".yaml", **fmt: Any) -> tuple[ThreadDaemon, Path]:
+    def make(
+        text: str, suffix: str = ".yaml", watch: bool = False, **fmt: Any
+    ) -> tuple[ThreadDaemon, Path]:
         cfg = tmp_path / f"config{suffix}"
         cfg.write_text(text.format(bin=fake_llama_server_bin, gguf=gguf, **fmt))
         lo, hi = free_port_range()
@@ -57,7 +59,8 @@ def reloadable(
         def load():  # what SIGHUP re-reads
             return load_settings(cli, env={}, config_path=cfg)
 
-        d = ThreadDaemon(load(), reload_source=load)
+        paths = [str(cfg)] if watch else []
+        d = ThreadDaemon(load(), reload_source=load, watch_paths=paths)
         started.append(d)
         return d, cfg
 
@@ -164,3 +167,25 @@ def test_native_config_files_reload_too(
         assert _pid(c, "b") == pid_b
         flags = c.get("/props", params={"model": "a"}).json()["fake"]["flags"]
         assert ["--top-k", "7"] in flags
+
+
+def test_watch_config_follows_a_symlink_swap_like_a_configmap(
+    reloadable: Callable[..., tuple[ThreadDaemon, Path]], tmp_path: Path
+) -> None:
+    d, cfg = reloadable(SWAP, mark="1", extra="", watch=True)
+    with httpx.Client(base_url=d.url, timeout=30) as c:
+        pid_b = _pid(c, "b")
+        # Kubernetes swaps a ConfigMap by repointing a symlink: the watched path's target
+        # changes, not the file llamasc opened
+        real = tmp_path / "v2.yaml"
+        real.write_text(cfg.read_text().split("  b:")[0])
+        link = tmp_path / "link.yaml"
+        link.symlink_to(real)
+        link.replace(cfg)
+        wait_until(
+            lambda: c.post("/v1/chat/completions", json={"model": "b"}).status_code == 404,
+            30,
+            "the watcher to reload the config",
+        )
+        wait_until(lambda: not _alive(pid_b), 30, "the removed model's child to stop")
+        assert _pid(c, "a")
