@@ -26,6 +26,8 @@ from llamasc.server._types import PoolLike
 from llamasc.server.admin import Admin
 from llamasc.server.envelope import MethodNotAllowedError, error_bytes, send_error
 from llamasc.server.flaggate import FlagGate
+from llamasc.server.passthrough import PREFIX as PASSTHROUGH_PREFIX
+from llamasc.server.passthrough import Passthrough
 from llamasc.server.relay import AUTH_MESSAGE, PROXY_PATHS, Proxy
 from llamasc.server.state import DaemonState, LlamaServerInfo
 from llamasc.server.swaproutes import SwapRoutes
@@ -94,6 +96,7 @@ class LlamascApp(Starlette):
     def __init__(self, state: DaemonState) -> None:
         self.llamasc = state
         self._proxy = Proxy(state)
+        self._passthrough = Passthrough(state, self._proxy)  # llama-swap's /upstream/...
 
         @asynccontextmanager
         async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -117,6 +120,9 @@ class LlamascApp(Starlette):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] in PROXY_PATHS:
             await self._proxy(scope, receive, send)
+            return
+        if scope["type"] == "http" and scope["path"].startswith(PASSTHROUGH_PREFIX):
+            await self._passthrough(scope, receive, send)
             return
         await super().__call__(scope, receive, send)
 
