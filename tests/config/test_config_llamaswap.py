@@ -85,7 +85,9 @@ def test_native_settings_carry_the_scheduling_and_listing_keys(tmp_path: Path) -
     assert data["models"]["gemma"]["priority"] == 5
     assert "whisper" not in data["models"]
     assert any("whisper" in w and "not served" in w for w in warnings)
-    assert any("gpu-box" in w for w in warnings)
+    assert data["peers"]["gpu-box"]["proxy"] == "http://10.0.0.2:8080"
+    assert data["peers"]["gpu-box"]["connect_timeout"] == 2.0
+    assert data["peers"]["gpu-box"]["api_key"] == "peer-key"
     assert data["groups"] == {
         "chat": {"members": ["smol", "gemma"], "swap": True, "exclusive": True, "persistent": False}
     }

@@ -6,6 +6,12 @@ A native config file may use them too::
     api_keys = ["key-1", "key-2"]        # any of them; Bearer, x-api-key or Basic auth
     include_aliases_in_list = true       # aliases as their own /v1/models entries
 
+    [peers.gpu-box]                      # models served by another host, forwarded there
+    proxy = "http://gpu-box:8402"
+    models = ["qwen3-coder"]
+    api_key = "..."                      # sent as Authorization: Bearer and x-api-key
+    connect_timeout = 5                  # 502 naming the peer if it does not answer
+
     [models.smol]
     aliases = ["small"]                  # other names for the model
     unlisted = true                      # routable, not in /v1/models
@@ -37,6 +43,18 @@ class FilterSettings(BaseModel):
         return bool(self.strip_params or self.set_params or self.set_params_by_id)
 
 
+class PeerSettings(BaseModel):
+    """Another OpenAI-compatible server (a llamasc, a llama-swap...) and the models it serves."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    proxy: str
+    models: tuple[str, ...] = Field(min_length=1)
+    api_key: str = ""
+    filters: FilterSettings = Field(default_factory=FilterSettings)
+    connect_timeout: float = Field(default=30.0, gt=0)
+
+
 class ModelSwapFields(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -55,7 +73,8 @@ class SwapFields(BaseModel):
 
     api_keys: tuple[str, ...] = ()
     include_aliases_in_list: bool = False
+    peers: dict[str, PeerSettings] = Field(default_factory=dict)
     swap_warnings: tuple[str, ...] = ()  # set by the llama-swap reader, logged at start-up
 
 
-__all__ = ["FilterSettings", "ModelSwapFields", "SwapFields"]
+__all__ = ["FilterSettings", "ModelSwapFields", "PeerSettings", "SwapFields"]

@@ -141,6 +141,11 @@ class Admin:
             data.append(entry)
             if extra is not None:
                 data.extend(swap_listing(entry, extra, st.settings.include_aliases_in_list))
+        for name, peer_id in st.peers.listing():  # models on other hosts
+            data.append(
+                {"id": name, "object": "model", "created": created, "owned_by": peer_id,
+                 "peer": peer_id, "sidecars": []}
+            )  # fmt: skip
         return JSONResponse({"object": "list", "data": data})
 
     async def sidecars(self, request: Request) -> JSONResponse:

@@ -177,6 +177,13 @@ class Proxy:
             if st.filters and method == "POST":  # llama-swap filters, for models with one
                 body = st.filters.apply(model, body)
             flags = st.gate.canonical(header_text(flags_h, "X-Agent-Flags")) if flags_h else ()
+            peer = st.peers.route(model) if st.peers and model not in st.catalog else None
+            if peer is not None:  # a model on another host (llama-swap's peers)
+                await st.peers.forward(
+                    peer, send, method=method, path=scope["path"],
+                    query=scope["query_string"], headers=fwd, body=body, requested=model,
+                )  # fmt: skip
+                return
         except LlamascError as exc:
             await send_error(send, exc)
             return

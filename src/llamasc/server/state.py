@@ -7,6 +7,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from llamasc.config import ModelCatalog
 from llamasc.config.settings import Settings
@@ -50,22 +51,29 @@ class DaemonState:
         from llamasc.server.filters import BodyFilters  # llama-swap filters (issue 13)
 
         self.filters = BodyFilters(catalog, settings.models)
+        from llamasc.server.peers import Peers  # models on other hosts (issue 13)
+
+        self.peers = Peers(settings.peers)
         keys = [k for k in (settings.api_key, *settings.api_keys) if k]
         self._api_key = keys[0].encode() if keys else None
         self._api_keys = tuple(k.encode() for k in keys)
         self.started_at = time.time()
         self._started_mono = time.monotonic()
         self.draining = False
+        self._old_peers: list[Any] = []
         self._pool_started = False
         self._closed = False
 
     def apply_reload(self, settings: Settings, catalog: ModelCatalog) -> None:
         """A reloaded config: the models, their listing fields and filters, the API keys."""
         from llamasc.server.filters import BodyFilters
+        from llamasc.server.peers import Peers
 
+        self._old_peers.append(self.peers)
         self.settings = settings
         self.catalog = catalog
         self.filters = BodyFilters(catalog, settings.models)
+        self.peers = Peers(settings.peers)  # the old clients close with the daemon
         keys = [k for k in (settings.api_key, *settings.api_keys) if k]
         self._api_key = keys[0].encode() if keys else None
         self._api_keys = tuple(k.encode() for k in keys)
@@ -111,6 +119,8 @@ class DaemonState:
             return
         self._closed = True
         await self.upstreams.aclose()
+        for peers in (self.peers, *self._old_peers):
+            await peers.aclose()
         await self.pool.close(grace=self.settings.stop_grace)
         log.info("all sidecars stopped")
 

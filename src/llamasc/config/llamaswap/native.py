@@ -4,8 +4,8 @@ llama-server models become ordinary models: ``-m`` is the GGUF, the rest of ``cm
 model's operator ``args`` (``--host``/``--port``/``--alias``/``--api-key`` are the pool's).
 The scheduling keys map onto the native scheduling fields (``ttl``, ``priority``,
 ``concurrency``, ``send_loading_state``, ``preload``, ``groups``); the listing and request
-keys onto the native per-model fields of :mod:`llamasc.config.swapfields`. What llamasc does
-not run (other programs' ``cmd``, peers) is left out with a warning.
+keys onto the native per-model fields of :mod:`llamasc.config.swapfields`, and ``peers``
+onto native peers. Models whose ``cmd`` runs another program are left out with a warning.
 """
 
 from __future__ import annotations
@@ -71,9 +71,25 @@ def to_native(cfg: SwapConfig, *, base: Path | None = None) -> tuple[dict[str, A
                 "host, port, alias and auth of its children)"
             )
         models[mid] = _model(m, cfg, base)
-    for pid in cfg.peers:
-        warnings.append(f"peers -> {pid}: not served (peers are not supported by this llamasc)")
     data: dict[str, Any] = {"models": models}
+    peers: dict[str, dict[str, Any]] = {}
+    for pid, p in cfg.peers.items():
+        peers[pid] = {
+            "proxy": p.proxy,
+            "models": list(p.models),
+            "api_key": p.api_key,
+            "filters": {
+                "strip_params": list(p.filters.strip_params),
+                "set_params": dict(p.filters.set_params),
+                "set_params_by_id": {k: dict(v) for k, v in p.filters.set_params_by_id.items()},
+            },
+        }
+        if "connect" in p.timeouts and p.timeouts["connect"] > 0:
+            peers[pid]["connect_timeout"] = p.timeouts["connect"]
+        for key in sorted(set(p.timeouts) - {"connect"}):
+            warnings.append(f"peers -> {pid} -> timeouts -> {key}: not acted on by llamasc")
+    if peers:
+        data["peers"] = peers
     if cfg.health_check_timeout is not None:
         data["health_timeout"] = cfg.health_check_timeout
     if cfg.log_level is not None:
