@@ -21,12 +21,22 @@ from llamasc.config.llamaswap.command import (
 )
 from llamasc.config.llamaswap.macros import Macros, expand, merge_macros, parse_macros
 from llamasc.config.llamaswap.model import (
-    Filters,
     Kind,
     SwapConfig,
     SwapGroup,
     SwapModel,
     SwapPeer,
+)
+from llamasc.config.llamaswap.values import (
+    boolean,
+    env_list,
+    integer,
+    mapping,
+    num,
+    parse_filters,
+    parse_timeouts,
+    str_list,
+    string,
 )
 from llamasc.errors import ConfigError
 
@@ -58,90 +68,6 @@ MODEL_ACTED = frozenset(
         "sendLoadingState", "useModelName", "filters", "timeouts", "macros",
     }
 )  # fmt: skip
-TIMEOUT_KEYS = frozenset(
-    {"connect", "keepAlive", "responseHeader", "tlsHandshake", "expectContinue", "idleConn"}
-)
-
-
-def _num(value: Any, where: str, *, minimum: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"{where}: must be a number, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ConfigError(f"{where}: must be >= {minimum:g}, got {value!r}")
-    return float(value)
-
-
-def _int(value: Any, where: str, *, minimum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{where}: must be an integer, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ConfigError(f"{where}: must be >= {minimum}, got {value!r}")
-    return value
-
-
-def _bool(value: Any, where: str) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{where}: must be true or false, got {value!r}")
-    return value
-
-
-def _str(value: Any, where: str) -> str:
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise ConfigError(f"{where}: must be a string, got {value!r}")
-    return str(value)
-
-
-def _map(value: Any, where: str) -> Mapping[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{where}: must be a mapping")
-    return value
-
-
-def _str_list(value: Any, where: str) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list):
-        raise ConfigError(f"{where}: must be a list of strings")
-    return tuple(_str(v, where) for v in value)
-
-
-def parse_filters(raw: Any, where: str) -> Filters:
-    body = _map(raw, where)
-    strip_raw = body.get("stripParams", body.get("strip_params", ""))
-    strip = tuple(
-        p.strip()
-        for p in _str(strip_raw or "", f"{where} -> stripParams").split(",")
-        if p.strip() and p.strip() != "model"  # llama-swap protects "model"
-    )
-    set_params = dict(_map(body.get("setParams"), f"{where} -> setParams"))
-    by_id_raw = _map(body.get("setParamsByID"), f"{where} -> setParamsByID")
-    by_id = {
-        str(k): dict(_map(v, f"{where} -> setParamsByID -> {k}")) for k, v in by_id_raw.items()
-    }
-    return Filters(strip, set_params, by_id)
-
-
-def parse_timeouts(raw: Any, where: str) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for k, v in _map(raw, where).items():
-        if k not in TIMEOUT_KEYS:
-            raise ConfigError(f"{where} -> {k}: unknown timeout (known: {sorted(TIMEOUT_KEYS)})")
-        out[str(k)] = _num(v, f"{where} -> {k}", minimum=0)
-    return out
-
-
-def _env_list(raw: Any, where: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in _str_list(raw, where):
-        key, eq, value = item.partition("=")
-        if not eq or not key.replace("_", "a").isalnum() or key[0].isdigit():
-            raise ConfigError(f"{where}: entry {item!r} is not KEY=value")
-        out[key] = value
-    return out
 
 
 def _command(text: str, where: str, windows: bool) -> tuple[str, ...]:
@@ -155,7 +81,7 @@ def parse_model(
     model_id: str, raw: Any, global_macros: Macros, *, windows: bool, warnings: list[str]
 ) -> SwapModel:
     at = f"models -> {model_id}"
-    body = dict(_map(raw, at))
+    body = dict(mapping(raw, at))
     for key in body:
         if key not in MODEL_ACTED:
             warnings.append(f"{at} -> {key}: not acted on by llamasc (accepted, ignored)")
@@ -166,7 +92,7 @@ def parse_model(
         raise ConfigError(f"{at} -> cmd: is missing or empty")
     cmd = strip_comment_lines(body["cmd"])
     uses_port = "${PORT}" in cmd
-    proxy = _str(body.get("proxy", "http://localhost:${PORT}"), f"{at} -> proxy")
+    proxy = string(body.get("proxy", "http://localhost:${PORT}"), f"{at} -> proxy")
     if "${PORT}" in proxy and not uses_port:
         where = "proxy" if "proxy" in body else "proxy (default http://localhost:${PORT})"
         raise ConfigError(
@@ -185,38 +111,40 @@ def parse_model(
         if gguf is None:
             raise ConfigError(f"{at} -> cmd: llama-server with no -m/--model GGUF path")
     stop = body.get("cmdStop")
-    cmd_stop = _command(_str(stop, f"{at} -> cmdStop"), f"{at} -> cmdStop", windows) if stop else ()
+    cmd_stop = (
+        _command(string(stop, f"{at} -> cmdStop"), f"{at} -> cmdStop", windows) if stop else ()
+    )
     ttl = body.get("ttl", -1)
-    ttl_s = None if ttl == -1 else _num(ttl, f"{at} -> ttl", minimum=0)
+    ttl_s = None if ttl == -1 else num(ttl, f"{at} -> ttl", minimum=0)
     unload = body.get("unloadTimeout")
-    limit = _int(body.get("concurrencyLimit", 0), f"{at} -> concurrencyLimit", minimum=0)
+    limit = integer(body.get("concurrencyLimit", 0), f"{at} -> concurrencyLimit", minimum=0)
     loading = body.get("sendLoadingState")
-    metadata = _map(body.get("metadata"), f"{at} -> metadata")
+    metadata = mapping(body.get("metadata"), f"{at} -> metadata")
     return SwapModel(
         id=model_id,
         kind=kind,
         argv=argv,
         cmd_stop=cmd_stop,
         proxy=proxy,
-        check_endpoint=_str(body.get("checkEndpoint", "/health"), f"{at} -> checkEndpoint"),
+        check_endpoint=string(body.get("checkEndpoint", "/health"), f"{at} -> checkEndpoint"),
         uses_port=uses_port,
         gguf=gguf,
         args=tuple(args),
         dropped=tuple(dropped),
-        env=_env_list(body.get("env"), f"{at} -> env"),
-        aliases=_str_list(body.get("aliases"), f"{at} -> aliases"),
+        env=env_list(body.get("env"), f"{at} -> env"),
+        aliases=str_list(body.get("aliases"), f"{at} -> aliases"),
         ttl=ttl_s,
-        unload_timeout=None
-        if unload is None
-        else _num(unload, f"{at} -> unloadTimeout", minimum=0),
-        unlisted=_bool(body.get("unlisted", False), f"{at} -> unlisted"),
-        name=_str(body.get("name", ""), f"{at} -> name"),
-        description=_str(body.get("description", ""), f"{at} -> description"),
+        unload_timeout=None if unload is None else num(unload, f"{at} -> unloadTimeout", minimum=0),
+        unlisted=boolean(body.get("unlisted", False), f"{at} -> unlisted"),
+        name=string(body.get("name", ""), f"{at} -> name"),
+        description=string(body.get("description", ""), f"{at} -> description"),
         metadata=dict(metadata),
-        capabilities=dict(_map(body.get("capabilities"), f"{at} -> capabilities")),
+        capabilities=dict(mapping(body.get("capabilities"), f"{at} -> capabilities")),
         concurrency_limit=limit or None,
-        send_loading_state=None if loading is None else _bool(loading, f"{at} -> sendLoadingState"),
-        use_model_name=_str(body.get("useModelName", ""), f"{at} -> useModelName"),
+        send_loading_state=None
+        if loading is None
+        else boolean(loading, f"{at} -> sendLoadingState"),
+        use_model_name=string(body.get("useModelName", ""), f"{at} -> useModelName"),
         filters=parse_filters(body.get("filters"), f"{at} -> filters"),
         timeouts=parse_timeouts(body.get("timeouts"), f"{at} -> timeouts"),
     )
@@ -224,9 +152,9 @@ def parse_model(
 
 def _groups(data: Mapping[str, Any], cfg: SwapConfig) -> dict[str, Any]:
     legacy = data.get("groups")
-    routing = _map(data.get("routing"), "routing")
-    router = _map(routing.get("router"), "routing -> router")
-    settings = _map(router.get("settings"), "routing -> router -> settings")
+    routing = mapping(data.get("routing"), "routing")
+    router = mapping(routing.get("router"), "routing -> router")
+    settings = mapping(router.get("settings"), "routing -> router -> settings")
     if router.get("use", "group") != "group":
         cfg.warnings.append(
             f"routing -> router -> use: {router.get('use')!r} is not supported; "
@@ -241,32 +169,36 @@ def _groups(data: Mapping[str, Any], cfg: SwapConfig) -> dict[str, Any]:
     if legacy is not None and settings.get("groups") is not None:
         raise ConfigError("groups: give groups or routing.router.settings.groups, not both")
     if legacy is not None:
-        return dict(_map(legacy, "groups"))
-    return dict(_map(settings.get("groups"), "routing -> router -> settings -> groups"))
+        return dict(mapping(legacy, "groups"))
+    return dict(mapping(settings.get("groups"), "routing -> router -> settings -> groups"))
 
 
 def _priorities(data: Mapping[str, Any]) -> dict[str, int]:
-    routing = _map(data.get("routing"), "routing")
-    sched = _map(routing.get("scheduler"), "routing -> scheduler")
-    fifo = _map(_map(sched.get("settings"), "routing -> scheduler -> settings").get("fifo"), "fifo")
+    routing = mapping(data.get("routing"), "routing")
+    sched = mapping(routing.get("scheduler"), "routing -> scheduler")
+    fifo = mapping(
+        mapping(sched.get("settings"), "routing -> scheduler -> settings").get("fifo"), "fifo"
+    )
     at = "routing -> scheduler -> settings -> fifo -> priority"
-    return {str(k): _int(v, f"{at} -> {k}") for k, v in _map(fifo.get("priority"), at).items()}
+    return {
+        str(k): integer(v, f"{at} -> {k}") for k, v in mapping(fifo.get("priority"), at).items()
+    }
 
 
 def _peer(peer_id: str, raw: Any) -> SwapPeer:
     at = f"peers -> {peer_id}"
-    body = _map(raw, at)
-    proxy = _str(body.get("proxy", ""), f"{at} -> proxy")
+    body = mapping(raw, at)
+    proxy = string(body.get("proxy", ""), f"{at} -> proxy")
     if not proxy.startswith(("http://", "https://")):
         raise ConfigError(f"{at} -> proxy: must be an http:// or https:// URL, got {proxy!r}")
-    models = _str_list(body.get("models"), f"{at} -> models")
+    models = str_list(body.get("models"), f"{at} -> models")
     if not models:
         raise ConfigError(f"{at} -> models: list the models this peer serves")
     return SwapPeer(
         id=peer_id,
         proxy=proxy.rstrip("/"),
         models=models,
-        api_key=_str(body.get("apiKey", ""), f"{at} -> apiKey"),
+        api_key=string(body.get("apiKey", ""), f"{at} -> apiKey"),
         filters=parse_filters(body.get("filters"), f"{at} -> filters"),
         timeouts=parse_timeouts(body.get("timeouts"), f"{at} -> timeouts"),
     )
@@ -335,26 +267,26 @@ def _top(cfg: SwapConfig, data: Mapping[str, Any]) -> None:
     def opt(key: str, conv: Any, **kw: Any) -> Any:
         return None if data.get(key) is None else _try(cfg, conv, data[key], key, **kw)
 
-    timeout = opt("healthCheckTimeout", _num, minimum=0)
+    timeout = opt("healthCheckTimeout", num, minimum=0)
     cfg.health_check_timeout = None if timeout is None else max(timeout, 15.0)
-    level = opt("logLevel", _str)
+    level = opt("logLevel", string)
     if level is not None and level.lower() not in ("debug", "info", "warn", "error"):
         cfg.errors.append(f"logLevel: must be debug, info, warn or error, got {level!r}")
     else:
         cfg.log_level = level
-    cfg.start_port = opt("startPort", _int, minimum=1)
-    ttl = opt("globalTTL", _num, minimum=0)
+    cfg.start_port = opt("startPort", integer, minimum=1)
+    ttl = opt("globalTTL", num, minimum=0)
     cfg.global_ttl = ttl
-    cfg.unload_timeout = opt("unloadTimeout", _num, minimum=0)
-    cfg.send_loading_state = bool(opt("sendLoadingState", _bool))
-    cfg.include_aliases_in_list = bool(opt("includeAliasesInList", _bool))
-    keys = opt("apiKeys", _str_list) or ()
+    cfg.unload_timeout = opt("unloadTimeout", num, minimum=0)
+    cfg.send_loading_state = bool(opt("sendLoadingState", boolean))
+    cfg.include_aliases_in_list = bool(opt("includeAliasesInList", boolean))
+    keys = opt("apiKeys", str_list) or ()
     cfg.api_keys = tuple(k for k in keys if k)
-    hooks = _try(cfg, _map, data.get("hooks"), "hooks") or {}
-    startup = _try(cfg, _map, hooks.get("on_startup"), "hooks -> on_startup") or {}
+    hooks = _try(cfg, mapping, data.get("hooks"), "hooks") or {}
+    startup = _try(cfg, mapping, hooks.get("on_startup"), "hooks -> on_startup") or {}
     for key in (*(k for k in hooks if k != "on_startup"), *(k for k in startup if k != "preload")):
         cfg.warnings.append(f"hooks -> {key}: not acted on by llamasc")
-    preload = _try(cfg, _str_list, startup.get("preload"), "hooks -> on_startup -> preload")
+    preload = _try(cfg, str_list, startup.get("preload"), "hooks -> on_startup -> preload")
     for name in preload or ():
         if cfg.resolve(name) not in known:
             cfg.errors.append(f"hooks -> on_startup -> preload: unknown model {name!r}")
@@ -363,15 +295,15 @@ def _top(cfg: SwapConfig, data: Mapping[str, Any]) -> None:
     member_of: dict[str, str] = {}
     for name, raw in groups.items():
         at = f"groups -> {name}"
-        body = _try(cfg, _map, raw, at) or {}
-        members = _try(cfg, _str_list, body.get("members"), f"{at} -> members") or ()
+        body = _try(cfg, mapping, raw, at) or {}
+        members = _try(cfg, str_list, body.get("members"), f"{at} -> members") or ()
         for m in members:
             if m not in known:
                 cfg.errors.append(f"{at} -> members: unknown model {m!r}")
             elif m in member_of:
                 cfg.errors.append(f"{at} -> members: {m!r} is also in group {member_of[m]!r}")
             member_of.setdefault(m, name)
-        flags = {k: _try(cfg, _bool, body.get(k, d), f"{at} -> {k}") for k, d in (
+        flags = {k: _try(cfg, boolean, body.get(k, d), f"{at} -> {k}") for k, d in (
             ("swap", True), ("exclusive", True), ("persistent", False))}  # fmt: skip
         cfg.groups[str(name)] = SwapGroup(tuple(members), **{k: bool(v) for k, v in flags.items()})
     prio = _try(cfg, _priorities, data) or {}
@@ -383,7 +315,7 @@ def _top(cfg: SwapConfig, data: Mapping[str, Any]) -> None:
         elif cfg.resolve(mid) in cfg.models:
             m = cfg.models[cfg.resolve(mid)]
             cfg.models[m.id] = _replace(m, priority=value)
-    peers = _try(cfg, _map, data.get("peers"), "peers") or {}
+    peers = _try(cfg, mapping, data.get("peers"), "peers") or {}
     for pid, raw in peers.items():
         peer = _try(cfg, _peer, str(pid), raw)
         if peer is not None:
@@ -407,4 +339,4 @@ def is_llama_swap(data: Mapping[str, Any]) -> bool:
     return any(k in swap_only for k in data)
 
 
-__all__ = ["is_llama_swap", "parse_document", "parse_filters", "parse_model"]
+__all__ = ["is_llama_swap", "parse_document", "parse_model"]
