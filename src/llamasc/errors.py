@@ -12,6 +12,8 @@ The tree::
     ├── AuthError                     missing or wrong API key                   (401)
     ├── NotFoundError                 no such sidecar / route object             (404)
     ├── CapacityError                 pool full and nothing evictable in time    (503 + Retry-After)
+    ├── InsufficientMemoryError       the model cannot fit the memory budget     (503)
+    ├── ConcurrencyLimitError         the model's concurrency stayed full        (429 + Retry-After)
     ├── ShuttingDownError             the daemon is stopping                     (503)
     ├── SidecarError                  a llama-server child misbehaved
     │   ├── SpawnError                it exited before becoming ready            (502)
@@ -134,6 +136,29 @@ class CapacityError(LlamascError):
         return {"Retry-After": str(max(1, round(self.retry_after)))}
 
 
+class InsufficientMemoryError(LlamascError):
+    """The model cannot fit the memory budget even alone: waiting would not help."""
+
+    http_status = 503
+    error_type = "unavailable_error"
+    code = "insufficient_memory"
+
+
+class ConcurrencyLimitError(LlamascError):
+    """The model had ``concurrency`` requests in flight for the whole queue timeout."""
+
+    http_status = 429
+    error_type = "rate_limit_error"
+    code = "concurrency_limit"
+
+    def __init__(self, message: str, *, retry_after: float = 5.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(max(1, round(self.retry_after)))}
+
+
 class ShuttingDownError(LlamascError):
     http_status = 503
     error_type = "unavailable_error"
@@ -198,11 +223,13 @@ __all__ = [
     "AuthError",
     "BodyTooLargeError",
     "CapacityError",
+    "ConcurrencyLimitError",
     "ConfigError",
     "DaemonUnreachableError",
     "DataError",
     "DiscoveryError",
     "FlagError",
+    "InsufficientMemoryError",
     "LlamascError",
     "NotFoundError",
     "ReadinessTimeoutError",

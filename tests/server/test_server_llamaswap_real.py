@@ -109,6 +109,14 @@ def test_llama_swap_config_serves_through_its_routes(swap_daemon: ThreadDaemon) 
         assert entries["smol"]["name"] == "SmolLM2 135M"
         assert entries["smol"]["meta"] == {"llamaswap": {"family": "smollm", "ctx": 512}}
 
+        # hooks.on_startup.preload started smol before any request
+        wait_until(
+            lambda: (
+                [x["model"] for x in c.get("/running", headers=KEY).json()["running"]] == ["smol"]
+            ),
+            60,
+            "the preloaded model",
+        )
         # an alias reaches the model; setParams forces max_tokens=2 over the request's 8
         r = c.post("/v1/chat/completions", json=_chat("small"), headers=KEY)
         assert r.status_code == 200, r.text

@@ -89,6 +89,20 @@ def _ago(now: float, then: float | None) -> str:
     return f"{s / 3600:.1f}h ago"
 
 
+def _memory(memory: Any) -> str:
+    """``host 241/236 MiB`` = projected/measured per device (issue 12); ``-`` if unknown."""
+    if not isinstance(memory, dict):
+        return "-"
+    projected = memory.get("projected") or {}
+    measured = memory.get("measured") or {}
+    parts = []
+    for device in sorted({*projected, *measured}):
+        p, m = projected.get(device), measured.get(device)
+        shown = "/".join("?" if v is None else f"{v / 1024**2:.0f}" for v in (p, m))
+        parts.append(f"{device} {shown} MiB")
+    return ", ".join(parts) or "-"
+
+
 def ps(
     *,
     daemon: DaemonOpt = DEFAULT_DAEMON,
@@ -112,7 +126,8 @@ def ps(
         return
     now = float(data.get("now") or time.time())
     table = Table(box=None, header_style="bold")
-    for col in ("HASH", "MODEL", "STATE", "PORT", "PID", "IN FLIGHT", "SERVED", "LAST USED"):
+    columns = ("HASH", "MODEL", "STATE", "PORT", "PID", "IN FLIGHT", "SERVED", "LAST USED")
+    for col in (*columns, "MEMORY"):
         table.add_column(col, no_wrap=True)
     table.add_column("FLAGS", overflow="fold", min_width=24)
     for s in sidecars:
@@ -125,6 +140,7 @@ def ps(
             str(s.get("in_flight", 0)),
             str(s.get("requests_served", 0)),
             _ago(now, s.get("last_used")),
+            _memory(s.get("memory")),
             " ".join(s.get("flags") or []) or "-",
         )
     console().print(table)

@@ -61,6 +61,7 @@ class Child:
     health_failures: int = 0
     requests_served: int = 0
     last_timings: dict[str, Any] | None = None
+    memory_measured: dict[str, int] | None = None
     start_task: asyncio.Task[None] | None = None
     gone: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -86,6 +87,8 @@ class SidecarInfo:
     requests_served: int
     last_timings: dict[str, Any] | None
     restarts: int
+    memory_projected: dict[str, int] | None = None  # bytes per device, before the start
+    memory_measured: dict[str, int] | None = None  # bytes per device, once ready
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -63,6 +63,9 @@ class Children:
     def __getitem__(self, key: str) -> Child:
         return self._by_key[key]
 
+    def find(self, key: str) -> Child | None:
+        return self._by_key.get(key)
+
     def __iter__(self) -> Iterator[Child]:
         return iter(list(self._by_key.values()))
 

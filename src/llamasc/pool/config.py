@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from llamasc.config.scheduling import ModelScheduling
 from llamasc.errors import ConfigError
+from llamasc.pool.admission import Group
 from llamasc.pool.ports import DEFAULT_PORT_RANGE, check_port_range
 
 
@@ -25,6 +27,16 @@ class PoolConfig:
       exiting child is then not counted), instead of after its exit.
     - ``state_file``: where live children are recorded, to reap them after a crash.
     - ``log_dir``: each child's log goes to ``<log_dir>/<hash[:16]>.log`` when set.
+
+    Scheduling (``config.scheduling`` documents each):
+
+    - ``memory_budget``: bytes per device; ``{}`` counts children only. None: measure what
+      the devices have free when the pool starts.
+    - ``max_wait`` / ``min_resident``: the starvation bound (None: no bound) and the
+      shortest stay of a swapped-in model.
+    - ``models``: per-model ttl, pin, priority, concurrency, send_loading_state, args.
+    - ``ttl``: the default idle time-to-live (0 = never); ``preload``: models started at
+      start-up; ``groups``: llama-swap's groups.
     """
 
     max_sidecars: int = 2
@@ -39,6 +51,13 @@ class PoolConfig:
     log_dir: Path | None = None
     host: str = "127.0.0.1"
     max_queue: int = 512
+    memory_budget: dict[str, int] | None = field(default_factory=dict)
+    max_wait: float | None = None
+    min_resident: float = 0.0
+    models: dict[str, ModelScheduling] = field(default_factory=dict)
+    ttl: float = 0.0
+    preload: tuple[str, ...] = ()
+    groups: dict[str, Group] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.max_sidecars < 1:

@@ -22,17 +22,25 @@ from types import TracebackType
 from typing import Any, Self
 
 from llamasc.config import ModelCatalog, ModelEntry
+from llamasc.config.scheduling import ModelScheduling
 from llamasc.errors import (
     CapacityError,
+    ConcurrencyLimitError,
+    ConfigError,
+    InsufficientMemoryError,
+    LlamascError,
     NotFoundError,
     RequestError,
     ShuttingDownError,
     SpawnError,
 )
 from llamasc.flags import merge_flags, sidecar_key
+from llamasc.pool.admission import Profile, check_pins
+from llamasc.pool.budget import default_budget, measure
 from llamasc.pool.child import Child, Launcher, Lease, SidecarInfo
 from llamasc.pool.children import Children
 from llamasc.pool.config import PoolConfig
+from llamasc.pool.memory import Projector
 from llamasc.pool.scheduler import Effect, Grant, Reject, Scheduler, Start, Stop
 
 log = logging.getLogger(__name__)
@@ -62,12 +70,22 @@ class Pool:
             from llamasc.process import LlamaServer
 
             launcher = LlamaServer.start
+        budget = config.memory_budget
+        self.memory_budget: dict[str, int] = default_budget() if budget is None else dict(budget)
+        self._projector = Projector(self.binary) if self.memory_budget else None
         self._sched = Scheduler(
             config.max_sidecars,
             config.queue_timeout,
             max_waiters=config.max_queue,
             overlap=1 if config.overlap_swaps else 0,
+            budget=self.memory_budget,
+            max_wait=config.max_wait,
+            min_resident=config.min_resident,
+            groups=config.groups,
         )
+        self._model_base: dict[str, tuple[str, ...]] = {}
+        self._profiles: dict[str, Profile] = {}
+        self._background: set[asyncio.Task[None]] = set()
         self._children = Children(config, self.binary, launcher, self)
         # what each key runs, kept while a request waits for it
         self._specs: dict[str, tuple[ModelEntry, tuple[str, ...]]] = {}
@@ -91,6 +109,8 @@ class Pool:
             self._health_task = asyncio.create_task(
                 self._children.health_loop(), name="pool-health"
             )
+        await self._check_pins()
+        self._preload()
 
     async def close(self, grace: float | None = None) -> None:
         """Stop every child and wait until all are gone. Idempotent; later leases fail."""
@@ -113,6 +133,9 @@ class Pool:
         if self._health_task is not None:
             self._health_task.cancel()
             await asyncio.gather(self._health_task, return_exceptions=True)
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         children = list(self._children)
         self._dispatch(self._sched.shutdown, time.monotonic())
         for child in children:
@@ -139,7 +162,9 @@ class Pool:
         if cached is not None:
             return cached
         entry = self.catalog.get(model_id)  # an alias finds its model's entry (and sidecars)
-        base = merge_flags(self.base_args, entry.args) if entry.args else self.base_args
+        base = self._base_for(entry.id)
+        if entry.args:  # a llama-swap cmd's arguments (validated by the daemon), or a reload's
+            base = merge_flags(base, entry.args)
         merged = merge_flags(base, user_flags)
         resolved = (sidecar_key(entry.key_id, merged), entry, merged)
         if len(self._keys) >= _KEY_CACHE_SIZE:
@@ -150,7 +175,10 @@ class Pool:
     async def _acquire(self, model_id: str, user_flags: tuple[str, ...]) -> Lease:
         key, entry, merged = self._resolve(model_id, user_flags)
         req = next(self._req_ids)
-        effects = self._sched.request(req, key, time.monotonic())
+        profile = self._profiles.get(key)
+        if profile is None:  # first use of this key: project its memory (cached) once
+            profile = await self._profile(key, model_id, entry, merged, bool(user_flags))
+        effects = self._sched.request(req, key, time.monotonic(), profile)
         if len(effects) == 1 and type(effects[0]) is Grant:  # the fast path: it is ready
             return Lease(self, req, self._children[key])
         fut: asyncio.Future[Child] = asyncio.get_running_loop().create_future()
@@ -222,6 +250,13 @@ class Pool:
     def _rejection(self, e: Reject) -> BaseException:
         if e.reason == "shutting_down":
             return ShuttingDownError("llamasc is shutting down")
+        if e.reason == "insufficient_memory":
+            return InsufficientMemoryError(e.detail)
+        if e.reason == "concurrency_limit":
+            return ConcurrencyLimitError(
+                f"the model's concurrency limit stayed full for {self.config.queue_timeout:g}s; "
+                "try again later"
+            )
         if e.reason == "capacity":
             n = self.config.max_sidecars
             if e.detail == "queue_full":
@@ -243,6 +278,11 @@ class Pool:
 
     def child_ready(self, key: str) -> None:
         self._dispatch(self._sched.ready, key, time.monotonic())
+        child = self._children.find(key)
+        if self.memory_budget and child is not None and child.handle is not None:
+            held = measure(child.handle.pid)
+            child.memory_measured = held
+            self._dispatch(self._sched.measured, key, held)
 
     def child_failed(self, key: str, error: BaseException) -> None:
         self._dispatch(self._sched.start_failed, key, error, time.monotonic())
@@ -274,8 +314,9 @@ class Pool:
             self._specs.pop(key, None)
 
     def _arm_timer(self) -> None:
-        """Wake up exactly when the oldest request waiting for room times out."""
-        deadline = self._sched.next_deadline() if self._sched.waiting() else None
+        """Wake up exactly when the scheduler next has something to do (a queue timeout,
+        the starvation bound, the end of a min-resident stay, a TTL)."""
+        deadline = self._sched.next_deadline(time.monotonic())
         if deadline == self._timer_at:
             return
         if self._timer is not None:
@@ -315,6 +356,7 @@ class Pool:
         resolve against the new entries (a changed model's entry has a new key)."""
         self.catalog = catalog
         self._keys.clear()
+        self._model_base.clear()
 
     async def stop_all(self) -> list[SidecarInfo]:
         """Stop every sidecar; the pool stays open and starts new ones on demand."""
@@ -365,7 +407,104 @@ class Pool:
             requests_served=child.requests_served,
             last_timings=child.last_timings,
             restarts=child.restarts,
+            memory_projected=(
+                {d: int(v) for d, v in sc.profile.need.items()}
+                if sc is not None and sc.profile.need
+                else None
+            ),
+            memory_measured=child.memory_measured,
         )
+
+    def memory(self) -> dict[str, dict[str, int]]:
+        """Budget, what the live children hold (projected or measured, the larger) and what
+        is left, per device; empty when scheduling by count only."""
+        if not self.memory_budget:
+            return {}
+        held = self._sched.held()
+        return {
+            d: {"budget": b, "held": int(held.get(d, 0)), "free": int(b - held.get(d, 0))}
+            for d, b in self.memory_budget.items()
+        }
+
+    # --------------------------------------------------------------- scheduling plumbing
+
+    def _policy(self, model_id: str) -> ModelScheduling:
+        return self.config.models.get(model_id) or _NO_POLICY
+
+    def _base_for(self, model_id: str) -> tuple[str, ...]:
+        """BASE_ARGS with the model's own operator ``args`` over them."""
+        base = self._model_base.get(model_id)
+        if base is None:
+            args = self._policy(model_id).args
+            base = merge_flags(self.base_args, args) if args else self.base_args
+            self._model_base[model_id] = base
+        return base
+
+    async def _profile(
+        self, key: str, model_id: str, entry: ModelEntry, merged: tuple[str, ...], custom: bool
+    ) -> Profile:
+        pol = self._policy(model_id)
+        need: dict[str, int] = {}
+        if self._projector is not None:
+            need = await self._projector.need(key, entry.path, merged, entry.env)
+        profile = Profile(
+            model=model_id,
+            need=need,
+            priority=pol.priority,
+            ttl=self.config.ttl if pol.ttl is None else pol.ttl,
+            pin=pol.pin and not custom,  # a pin keeps the model's own sidecar, not variants
+            concurrency=pol.concurrency,
+            send_loading_state=pol.send_loading_state,
+        )
+        if len(self._profiles) >= _KEY_CACHE_SIZE:
+            self._profiles.clear()
+        self._profiles[key] = profile
+        return profile
+
+    def profile_of(self, model_id: str) -> Profile | None:
+        """The profile of the model's own sidecar (no client flags), once it was asked for."""
+        key, _, _ = self._resolve(model_id, ())
+        return self._profiles.get(key)
+
+    def will_wait(self, model_id: str, user_flags: Sequence[str]) -> bool:
+        """True when a lease for these flags would not be granted at once (display only)."""
+        key, _, _ = self._resolve(model_id, tuple(user_flags))
+        sc = self._sched.sidecars.get(key)
+        return sc is None or sc.state.value != "ready" or sc.draining
+
+    async def _check_pins(self) -> None:
+        pinned = [m for m, pol in self.config.models.items() if pol.pin and m in self.catalog]
+        if not pinned:
+            return
+        needs: dict[str, dict[str, float]] = {}
+        for model_id in pinned:
+            key, entry, merged = self._resolve(model_id, ())
+            needs[model_id] = dict((await self._profile(key, model_id, entry, merged, False)).need)
+        problems = check_pins(needs, self.memory_budget, self.config.max_sidecars)
+        if problems:
+            raise ConfigError("pin: " + "; ".join(problems))
+
+    def _preload(self) -> None:
+        """Start the preloaded (and pinned) models in the background."""
+        pinned = [m for m, pol in self.config.models.items() if pol.pin and m in self.catalog]
+        for model_id in dict.fromkeys([*self.config.preload, *pinned]):
+            task = asyncio.create_task(self._preload_one(model_id), name=f"preload-{model_id}")
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _preload_one(self, model_id: str) -> None:
+        started = time.monotonic()
+        try:
+            async with self.lease(model_id, ()):
+                pass
+        except LlamascError as exc:
+            why = "; ".join(exc.details[-5:])
+            log.error("preload of %s failed: %s%s", model_id, exc, f" ({why})" if why else "")
+            return
+        log.info("preloaded %s in %.2fs", model_id, time.monotonic() - started)
+
+
+_NO_POLICY = ModelScheduling()
 
 
 def _decided(effects: list[Effect]) -> list[Effect]:

@@ -46,6 +46,15 @@ def sidecar_json(info: SidecarInfoLike) -> dict[str, Any]:
         "in_flight": info.in_flight,
         "requests_served": info.requests_served,
         "last_timings": dict(info.last_timings) if info.last_timings else None,
+        "memory": memory_json(info),
+    }
+
+
+def memory_json(info: SidecarInfoLike) -> dict[str, Any]:
+    """Projected (before the start) and measured (once ready) bytes per device (issue 12)."""
+    return {
+        "projected": getattr(info, "memory_projected", None),
+        "measured": getattr(info, "memory_measured", None),
     }
 
 
@@ -105,6 +114,8 @@ class Admin:
                 "sidecars": len(st.pool.sidecars()),
                 "max_sidecars": st.settings.max_sidecars,
                 "models": len(st.catalog),
+                # per device: budget, held by the children, free (issue 12); {} = count only
+                "memory": st.pool.memory() if hasattr(st.pool, "memory") else {},
                 "llama_server": {
                     "path": str(st.llama_server.path) if st.llama_server.path else None,
                     "version": st.llama_server.version,
@@ -123,6 +134,7 @@ class Admin:
                     "state": _plain(info.state),
                     "port": info.port,
                     "flags": list(info.flags),
+                    "memory": memory_json(info),
                 }
             )
         created = int(st.started_at)

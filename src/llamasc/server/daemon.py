@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
@@ -151,6 +151,32 @@ def build_policy(settings: Settings) -> FlagPolicy:
         raise ConfigError(f"flag_policy: {' '.join(first[:3])}") from None
 
 
+def scheduling_config(settings: Settings, catalog: ModelCatalog) -> dict[str, Any]:
+    """The pool's scheduling settings (issue 12), checked against the catalog."""
+    from llamasc.config.scheduling import check_model_refs
+    from llamasc.pool.admission import Group
+
+    problems = check_model_refs(set(catalog.ids()), settings.preload, settings.groups)
+    for model_id, m in settings.models.items():
+        if m.args:
+            checked = validate_flags(list(m.args), FlagPolicy.operator())
+            problems += [f"models -> {model_id} -> args: {p}" for p in checked.problems]
+    if problems:
+        raise ConfigError("; ".join(problems))
+    return {
+        "memory_budget": settings.memory_budget,  # None: what the devices have free
+        "max_wait": settings.max_wait,
+        "min_resident": settings.min_resident,
+        "ttl": settings.ttl,
+        "preload": settings.preload,
+        "models": dict(settings.models),
+        "groups": {
+            name: Group(name, frozenset(g.members), g.swap, g.exclusive, g.persistent)
+            for name, g in settings.groups.items()
+        },
+    }
+
+
 def listen_socket(settings: Settings) -> socket.socket:
     """Bind the daemon's address now, so "address in use" is one clear line."""
     host, port = settings.host, settings.port
@@ -269,6 +295,7 @@ class Daemon:
             overlap_swaps=settings.overlap_swaps,
             state_file=settings.resolved_state_file,
             log_dir=settings.resolved_log_dir,
+            **scheduling_config(settings, catalog),
         )
         self.pool = Pool(config, catalog, binary, base_args, launcher=launcher)
         self.app = create_app(
@@ -381,4 +408,5 @@ __all__ = [
     "probe_version",
     "resolve_base_args",
     "run",
+    "scheduling_config",
 ]
