@@ -16,7 +16,7 @@ from llamasc.bench.llamaswap import (
 from llamasc.errors import ConfigError
 
 DATA = Path(__file__).parent / "data"
-ENV = {"MODEL_ROOT": "/srv/models", "GRAPHS": "1"}
+ENV = {"MODEL_ROOT": "/srv/models", "GRAPHS": "1", "OPENROUTER_KEY_UNSET_OK": "k"}
 
 
 @pytest.fixture
@@ -119,10 +119,14 @@ def test_aliases_select_models_and_unbenchable_ones_error_only_when_chosen(
     assert [m.id for m in cfg.select()] == ["gemma-4-31b", "glm-4.5-air", "qwen3.6-27b"]
 
 
-def test_missing_env_var_is_a_problem_of_the_models_that_use_it(linux_config: str) -> None:
-    cfg = parse_llama_swap(linux_config, environ={"GRAPHS": "1"})
-    assert cfg.models == {}  # every model's path goes through ${models} = ${env.MODEL_ROOT}
-    assert "MODEL_ROOT" in cfg.problems["qwen3.6-27b"]
+def test_missing_env_var_is_a_load_error_naming_where_it_is_used(linux_config: str) -> None:
+    # llama-swap's rule: an unset ${env.NAME} stops the load
+    with pytest.raises(ConfigError, match="macros -> models: environment variable 'MODEL_ROOT'"):
+        parse_llama_swap(linux_config, environ={"GRAPHS": "1"})
+
+
+def test_a_config_of_unbenchable_models_says_so_when_all_are_wanted() -> None:
+    cfg = parse_llama_swap("models:\n  e: {cmd: docker run x}\n")
     with pytest.raises(ConfigError, match="no model can be benched"):
         cfg.select()
 
@@ -152,7 +156,7 @@ models:
     ("text", "message"),
     [
         ("models: [a, b]", "no 'models:' mapping"),
-        ("just text", "no 'models:' mapping"),
+        ("just text", "top level must be a mapping"),
         ("models:\n  a: {cmd: x\n", "not valid YAML"),
         ("macros: {PORT: 1}\nmodels: {}", "reserved"),
         ("macros: {'bad name': 1}\nmodels: {}", "invalid macro name"),

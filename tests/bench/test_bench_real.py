@@ -39,7 +39,7 @@ models:
         --parallel 4 -c 8192 -t 2 --no-warmup
       # --jinja
   other:
-    cmd: docker run ghcr.io/ggml-org/llama.cpp:server -m /m.gguf
+    cmd: docker run -p ${{PORT}}:8080 ghcr.io/ggml-org/llama.cpp:server -m /m.gguf
 groups:
   main: {{members: [smol]}}
 """

@@ -181,9 +181,9 @@ class FakePool:
 class ThreadDaemon:
     """A real daemon (uvicorn, the real Pool, real children) serving from a thread."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, **daemon_options: Any) -> None:
         self.ready = threading.Event()
-        self.daemon = Daemon(settings, on_ready=lambda info: self.ready.set())
+        self.daemon = Daemon(settings, on_ready=lambda info: self.ready.set(), **daemon_options)
         self.url = self.daemon.url
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="llamasc-daemon", daemon=True)

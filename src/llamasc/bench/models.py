@@ -33,10 +33,6 @@ class BenchModel:
     source: str = "command line"
 
 
-def _looks_like_flag(token: str) -> bool:
-    return len(token) >= 2 and token[0] == "-" and not (token[1].isdigit() or token[1] == ".")
-
-
 def _is_speculative(canonical: str, notes: str) -> bool:
     return canonical.startswith("--spec-") or "[speculative]" in notes
 
@@ -44,41 +40,21 @@ def _is_speculative(canonical: str, notes: str) -> bool:
 def split_production_flags(
     tokens: Sequence[str],
 ) -> tuple[str | None, list[str], list[str]]:
-    """``(model path, kept flags, dropped flags)`` from a production command line's flags.
+    """``(model path, kept flags, dropped flags)`` from a production command line's flags
+    (walked by the config reader's :func:`~llamasc.config.llamaswap.command.flag_groups`)."""
+    from llamasc.config.llamaswap.command import flag_groups
 
-    Value counts come from the llama-server flag table; an unknown flag takes the next token
-    as its value unless that looks like a flag, as llama.cpp's own parser would.
-    """
-    from llamasc.flags import load_default_table
-
-    table = load_default_table()
     path: str | None = None
     kept: list[str] = []
     dropped: list[str] = []
-    i = 0
-    while i < len(tokens):
-        token = tokens[i]
-        name, eq, attached = token.partition("=") if token.startswith("--") else (token, "", "")
-        found = table.lookup(name) if _looks_like_flag(name) else None
-        if found is not None:
-            spec, _negative = found
-            arity = 0 if eq else spec.arity
-            canonical, notes = spec.canonical, spec.notes
+    for g in flag_groups(tokens):
+        if g.canonical == MODEL_CANONICAL:
+            if g.values:
+                path = g.values[-1]
+        elif g.canonical in OWNED_CANONICAL or _is_speculative(g.canonical, g.notes):
+            dropped.extend(g.tokens)
         else:
-            nxt = tokens[i + 1] if i + 1 < len(tokens) else None
-            arity = 0 if eq or nxt is None or _looks_like_flag(nxt) else 1
-            canonical, notes = name, ""
-        group = list(tokens[i : i + 1 + arity])
-        values = [attached] if eq else group[1:]
-        i += 1 + arity
-        if canonical == MODEL_CANONICAL:
-            if values:
-                path = values[-1]
-            continue
-        if canonical in OWNED_CANONICAL or _is_speculative(canonical, notes):
-            dropped.extend(group)
-            continue
-        kept.extend(group)
+            kept.extend(g.tokens)
     return path, kept, dropped
 
 

@@ -69,6 +69,9 @@ def _register() -> None:
     app.command("kill", help="Stop sidecars of a running daemon.")(kill.kill)
     app.add_typer(bench.app, name="bench", help="Throughput sweeps: speculative/MTP on vs off.")
     app.add_typer(eval_cmd.app, name="eval", help="Accuracy: mmlu, gsm8k, humaneval, A/B.")
+    from llamasc.cli import config as config_cmd  # issue 13: llama-swap configs
+
+    app.add_typer(config_cmd.app, name="config", help="Check a config file (llama-swap too).")
 
 
 _register()

@@ -287,9 +287,20 @@ _LogLevel = Annotated[
 ]
 
 
+_ConfigDir = Annotated[
+    _Text,
+    _opt(
+        "--config-dir",
+        metavar="DIR",
+        help="Merge the llama-swap *.yaml fragments of DIR after --config.",
+    ),
+]
+
+
 def serve(
     *,
     config: _Config = None,
+    config_dir: _ConfigDir = None,
     bind: _Bind = None,
     llama_server: _LlamaServer = None,
     model_map: _ModelMap = None,
@@ -318,6 +329,14 @@ def serve(
     max_connections: _MaxConnections = None,
     upstream_first_byte_timeout: _FirstByte = None,
     upstream_idle_timeout: _Idle = None,
+    watch_config: Annotated[
+        bool,
+        typer.Option(
+            "--watch-config",
+            help="Reload the config when its file changes (polled every 2 s; SIGHUP always "
+            "reloads).",
+        ),
+    ] = False,
     overlap_swaps: Annotated[
         bool,
         typer.Option(
@@ -380,9 +399,20 @@ def serve(
         "slot_cache_min_tokens": slot_cache_min_tokens,
         "slot_cache_size": slot_cache_size,
     }
-    settings = load_settings(cli, config_path=config)
+    settings = load_settings(cli, config_path=config, config_dir=config_dir)
     setup_logging(settings)
-    run(settings, on_ready=_announce)
+    import os
+
+    path = config or os.environ.get("LLAMASC_CONFIG") or None
+    watched = [p for p in (path, config_dir) if p] if watch_config else []
+    if config_dir:
+        watched += [str(p) for p in sorted(Path(config_dir).glob("*.y*ml"))] if watch_config else []
+    run(
+        settings,
+        on_ready=_announce,
+        reload_source=lambda: load_settings(cli, config_path=config, config_dir=config_dir),
+        watch_paths=watched,
+    )
 
 
 def setup_logging(settings: Settings) -> None:

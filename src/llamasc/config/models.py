@@ -33,6 +33,17 @@ class ModelEntry:
     path: Path
     env: Mapping[str, str] = field(default_factory=dict)
     source: str = "config"
+    args: tuple[str, ...] = ()  # operator flags of this model, between BASE_ARGS and a request's
+    generation: int = 0  # bumped by a config reload that changed the model: a new sidecar key
+
+    @property
+    def key_id(self) -> str:
+        """What keys this model's sidecars: its id, plus the reload generation once changed."""
+        return self.id if self.generation == 0 else f"{self.id}\x00{self.generation}"
+
+    def runs_like(self, other: ModelEntry) -> bool:
+        """Same process: same GGUF, environment and operator args (a reload keeps it)."""
+        return (self.path, dict(self.env), self.args) == (other.path, dict(other.env), other.args)
 
 
 @dataclass
@@ -40,11 +51,15 @@ class ModelCatalog:
     """The models a daemon knows, by id (insertion order kept for listings)."""
 
     models: dict[str, ModelEntry] = field(default_factory=dict)
+    aliases: dict[str, str] = field(default_factory=dict)  # other name -> model id
 
     def get(self, model_id: str) -> ModelEntry:
+        """The model of an id or an alias."""
         try:
             return self.models[model_id]
         except KeyError:
+            if model_id in self.aliases:
+                return self.models[self.aliases[model_id]]
             ids = sorted(self.models)
             known = ", ".join(ids[:50]) + (f" and {len(ids) - 50} more" if len(ids) > 50 else "")
             raise UnknownModelError(
@@ -58,7 +73,7 @@ class ModelCatalog:
         return len(self.models)
 
     def __contains__(self, model_id: object) -> bool:
-        return model_id in self.models
+        return model_id in self.models or model_id in self.aliases
 
     @classmethod
     def of(cls, entries: Iterable[ModelEntry]) -> ModelCatalog:

@@ -38,6 +38,7 @@ from llamasc.config.scheduling import (
     ModelScheduling,
     SchedulingSettings,
 )
+from llamasc.config.swapfields import ModelSwapFields, SwapFields
 from llamasc.errors import ConfigError
 
 DEFAULT_BIND = "127.0.0.1:8402"
@@ -46,7 +47,7 @@ DEFAULT_BODY_LIMIT = 32 * 1024 * 1024
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
-class ModelSettings(ModelScheduling):
+class ModelSettings(ModelScheduling, ModelSwapFields):
     """Per-model additions from the config file (scheduling fields: ``config.scheduling``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -61,7 +62,7 @@ class ModelSettings(ModelScheduling):
     tags: tuple[str, ...] = ()
 
 
-class Settings(SchedulingSettings):
+class Settings(SchedulingSettings, SwapFields):
     """Everything ``llamasc serve`` needs to know, validated (scheduling: ``config.scheduling``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -391,7 +392,9 @@ def parse_config_text(text: str, *, fmt: str, source: str) -> dict[str, Any]:
     return data
 
 
-def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+def read_config_file(
+    path: str | os.PathLike[str], environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """Read and parse a config file; relative paths in it resolve against its directory."""
     p = Path(path).expanduser()
     suffix = p.suffix.lower()
@@ -403,7 +406,35 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read config file {p}: {exc}") from None
     data = parse_config_text(text, fmt=fmt, source=str(p))
+    # --- llama-swap config.yaml (issue 13): read with llama-swap's rules instead
+    if fmt == "yaml":
+        from llamasc.config.llamaswap import is_llama_swap
+
+        if is_llama_swap(data):
+            return read_llama_swap(p, None, environ)
     return _anchor_paths(data, p.parent)
+
+
+def read_llama_swap(
+    path: str | os.PathLike[str] | None,
+    config_dir: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """A llama-swap config (and ``--config-dir`` fragments) as native settings data.
+
+    Raises ConfigError listing every problem; warnings travel in ``swap_warnings``.
+    """
+    from llamasc.config.llamaswap import parse_document, read_sources
+    from llamasc.config.llamaswap.native import to_native
+
+    doc, names = read_sources(path, config_dir, environ)
+    cfg = parse_document(doc, source=", ".join(names))
+    if cfg.errors:
+        more = f" (and {len(cfg.errors) - 1} more)" if len(cfg.errors) > 1 else ""
+        raise ConfigError(f"{names[0]}: {cfg.errors[0]}{more}", details=cfg.errors[1:])
+    data, warnings = to_native(cfg)
+    data["swap_warnings"] = warnings
+    return data
 
 
 def _anchor_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
@@ -481,17 +512,27 @@ def load_settings(
     cli: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
     config_path: str | os.PathLike[str] | None = None,
+    config_dir: str | os.PathLike[str] | None = None,
 ) -> Settings:
-    """Settings for a daemon: reads the config file named by ``config_path``/``LLAMASC_CONFIG``."""
+    """Settings for a daemon: reads the config file named by ``config_path``/``LLAMASC_CONFIG``
+    (and, for llama-swap configs, the fragments of ``config_dir``)."""
     env = os.environ if env is None else env
     path = config_path or env.get("LLAMASC_CONFIG") or None
-    file_data = read_config_file(path) if path else None
+    if config_dir is not None:
+        file_data: dict[str, Any] | None = read_llama_swap(path, config_dir, env)
+    else:
+        file_data = read_config_file(path, env) if path else None
     return settings_from_sources(cli=cli, env=env, file_data=file_data, file_name=str(path))
 
 
 def check_bind_security(settings: Settings) -> None:
     """Refuse to serve a non-loopback address without an API key, unless told --insecure."""
-    if all(is_loopback(h) for h, _ in settings.binds) or settings.api_key or settings.insecure:
+    if (
+        all(is_loopback(h) for h, _ in settings.binds)
+        or settings.api_key
+        or settings.api_keys
+        or settings.insecure
+    ):
         return
     raise ConfigError(
         f"refusing to listen on {settings.bind} without an API key: anyone who can reach it "
@@ -513,6 +554,7 @@ __all__ = [
     "parse_config_text",
     "parse_size",
     "read_config_file",
+    "read_llama_swap",
     "settings_from_sources",
     "split_bind",
     "split_binds",

@@ -161,9 +161,12 @@ class Pool:
         cached = self._keys.get((model_id, user_flags))
         if cached is not None:
             return cached
-        entry = self.catalog.get(model_id)
-        merged = merge_flags(self._base_for(model_id), user_flags)
-        resolved = (sidecar_key(model_id, merged), entry, merged)
+        entry = self.catalog.get(model_id)  # an alias finds its model's entry (and sidecars)
+        base = self._base_for(entry.id)
+        if entry.args:  # a llama-swap cmd's arguments (validated by the daemon), or a reload's
+            base = merge_flags(base, entry.args)
+        merged = merge_flags(base, user_flags)
+        resolved = (sidecar_key(entry.key_id, merged), entry, merged)
         if len(self._keys) >= _KEY_CACHE_SIZE:
             self._keys.clear()
         self._keys[(model_id, user_flags)] = resolved
@@ -351,6 +354,13 @@ class Pool:
         """Stop every sidecar of ``model_id``; UnknownModelError if nobody configured it."""
         self.catalog.get(model_id)
         return await self._stop_children([c for c in self._children if c.model_id == model_id])
+
+    def replace_catalog(self, catalog: ModelCatalog) -> None:
+        """Serve ``catalog`` from now on (a config reload): running children stay; requests
+        resolve against the new entries (a changed model's entry has a new key)."""
+        self.catalog = catalog
+        self._keys.clear()
+        self._model_base.clear()
 
     async def stop_all(self) -> list[SidecarInfo]:
         """Stop every sidecar; the pool stays open and starts new ones on demand."""

@@ -28,9 +28,12 @@ from llamasc.server.cors import CorsPolicy
 from llamasc.server.envelope import MethodNotAllowedError, error_bytes, send_error
 from llamasc.server.flaggate import FlagGate
 from llamasc.server.guard import INTERNAL_MESSAGE, Guard
+from llamasc.server.passthrough import PREFIX as PASSTHROUGH_PREFIX
+from llamasc.server.passthrough import Passthrough
 from llamasc.server.relay import AUTH_MESSAGE, Proxy
 from llamasc.server.routes import UI_ASSET, is_asset, routes_for
 from llamasc.server.state import DaemonState, LlamaServerInfo
+from llamasc.server.swaproutes import SwapRoutes
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +104,7 @@ class LlamascApp(Starlette):
         self._guard = Guard(
             self._dispatch, CorsPolicy(state.settings.cors_origins), lambda: state.draining
         )
+        self._passthrough = Passthrough(state, self._proxy)  # llama-swap's /upstream/...
 
         @asynccontextmanager
         async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -111,7 +115,7 @@ class LlamascApp(Starlette):
                 await state.shutdown()
 
         super().__init__(
-            routes=Admin(state).routes(),
+            routes=Admin(state).routes() + SwapRoutes(state).routes(),
             middleware=[Middleware(_RequireKey, state=state)],
             exception_handlers={
                 LlamascError: _on_llamasc_error,
@@ -130,6 +134,9 @@ class LlamascApp(Starlette):
             routes = routes_for(path)
             if routes is not None and not self._answered_here(path, scope):
                 await self._proxy(scope, receive, send, routes)
+                return
+            if path.startswith(PASSTHROUGH_PREFIX):
+                await self._passthrough(scope, receive, send)
                 return
             if routes is None and scope["method"] == "GET" and is_asset(path):
                 await self._proxy(scope, receive, send, _UI_ASSET)

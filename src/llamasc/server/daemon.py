@@ -35,6 +35,7 @@ from llamasc.server.state import LlamaServerInfo
 
 if TYPE_CHECKING:
     from llamasc.pool.child import Launcher
+    from llamasc.server.reload import ReloadResult
 
 log = logging.getLogger(__name__)
 
@@ -86,18 +87,50 @@ def build_catalog(settings: Settings) -> ModelCatalog:
     entries = dict(catalog.models)
     for model_id, m in settings.models.items():
         known = entries.get(model_id)
+        args = _model_args(model_id, m.args)
         if m.path is not None:
-            entries[model_id] = ModelEntry(id=model_id, path=m.path, env=m.env, source="config")
+            entries[model_id] = ModelEntry(
+                id=model_id, path=m.path, env=m.env, source="config", args=args
+            )
         elif known is not None:
             entries[model_id] = ModelEntry(
-                id=model_id, path=known.path, env={**known.env, **m.env}, source=known.source
+                id=model_id,
+                path=known.path,
+                env={**known.env, **m.env},
+                source=known.source,
+                args=args or known.args,
             )
         else:
             raise ConfigError(
                 f"models -> {model_id}: no such model (give it a path, or configure it via "
                 "MODEL_DIR_MAP_FILE / --models-dir)"
             )
-    return ModelCatalog(entries)
+    return ModelCatalog(entries, aliases=_aliases(settings, entries))
+
+
+def _model_args(model_id: str, args: tuple[str, ...]) -> tuple[str, ...]:
+    """A model's own operator flags (a llama-swap cmd's), checked like BASE_ARGS."""
+    if not args:
+        return ()
+    validation = validate_flags(list(args), FlagPolicy.operator())
+    if not validation.ok:
+        raise ConfigError(f"models -> {model_id} -> args (cmd): " + "; ".join(validation.problems))
+    return tuple(validation.canonical) if validation.canonical else tuple(args)
+
+
+def _aliases(settings: Settings, entries: dict[str, ModelEntry]) -> dict[str, str]:
+    """Every model's aliases (and setParamsByID names) -> its id; a clash is an error."""
+    out: dict[str, str] = {}
+    for model_id, m in settings.models.items():
+        names = [*m.aliases, *(k for k in m.filters.set_params_by_id if k != model_id)]
+        for alias in names:
+            if alias in entries:
+                raise ConfigError(f"models -> {model_id} -> aliases: {alias!r} is a model id")
+            if out.setdefault(alias, model_id) != model_id:
+                raise ConfigError(
+                    f"models -> {model_id} -> aliases: {alias!r} is also an alias of {out[alias]!r}"
+                )
+    return out
 
 
 def resolve_base_args(settings: Settings) -> tuple[tuple[str, ...], list[str]]:
@@ -302,12 +335,18 @@ class Daemon:
         *,
         on_ready: Callable[[ServeInfo], None] | None = None,
         launcher: Launcher | None = None,
+        reload_source: Callable[[], Settings] | None = None,
+        watch_paths: Sequence[str] = (),
     ) -> None:
+        """``reload_source`` re-reads the settings for a reload (SIGHUP; ``watch_paths``
+        are polled for changes when given)."""
         from llamasc.pool.config import PoolConfig
         from llamasc.pool.pool import Pool
 
         check_bind_security(settings)
         settings = absorb_cors_origins(settings)
+        for warning in settings.swap_warnings:  # the llama-swap keys llamasc does not act on
+            log.warning("config: %s", warning)
         binary = find_llama_server(
             settings.llama_server_bin, os.environ, source=settings.source_of("llama_server_bin")
         )
@@ -339,6 +378,25 @@ class Daemon:
         self._on_ready = on_ready
         self.uv_config = _uvicorn_config(self.app, settings)
         self.server = _Server(self.uv_config, self.app, self._started)
+        from llamasc.server.reload import Reloader
+
+        self.reloader = Reloader(
+            self.app.llamasc,
+            self.pool,
+            reload_source or (lambda: settings),
+            build_catalog,
+            watch_paths,
+        )
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    async def reload_config(self) -> ReloadResult:
+        """Re-read the config and apply it (see :mod:`llamasc.server.reload`)."""
+        return await self.reloader.reload()
+
+    def reload_threadsafe(self, timeout: float = 60) -> ReloadResult:
+        """Reload from another thread (what SIGHUP does), waiting for the result."""
+        assert self.loop is not None, "not serving"
+        return asyncio.run_coroutine_threadsafe(self.reload_config(), self.loop).result(timeout)
 
     @property
     def url(self) -> str:
@@ -351,10 +409,15 @@ class Daemon:
 
     async def serve(self) -> None:
         """Serve until stopped, then stop every child (also after a forced exit)."""
+        self.loop = asyncio.get_running_loop()
+        hooks = install_reload_hooks(self)
         try:
             await self.app.llamasc.startup()  # before serving: a failure is one clear error
             await self.server.serve(sockets=self.socks)
         finally:
+            for task in hooks:
+                task.cancel()
+            await self.reloader.settle()
             await self.app.llamasc.shutdown()
             for sock in self.socks:
                 sock.close()
@@ -365,9 +428,43 @@ class Daemon:
         self.server.should_exit = True
 
 
-def run(settings: Settings, *, on_ready: Callable[[ServeInfo], None] | None = None) -> None:
+def install_reload_hooks(daemon: Daemon) -> list[asyncio.Task[None]]:
+    """Config reload on SIGHUP (main thread, POSIX) and, with watch paths, on file change.
+
+    The one place the reload is hooked up, so it can be joined with other SIGHUP work.
+    """
+    loop = asyncio.get_running_loop()
+    tasks: list[asyncio.Task[None]] = []
+    sighup = getattr(signal, "SIGHUP", None)
+    if sighup is not None:
+
+        def on_sighup() -> None:
+            log.info("SIGHUP: reloading the config")
+            tasks.append(loop.create_task(_reload(daemon)))
+
+        # not in the main thread (tests run daemons in one): no signal, reload_threadsafe()
+        with contextlib.suppress(RuntimeError, ValueError):
+            loop.add_signal_handler(sighup, on_sighup)
+    if daemon.reloader.watch_paths:
+        tasks.append(loop.create_task(daemon.reloader.watch()))
+    return tasks
+
+
+async def _reload(daemon: Daemon) -> None:
+    await daemon.reload_config()
+
+
+def run(
+    settings: Settings,
+    *,
+    on_ready: Callable[[ServeInfo], None] | None = None,
+    reload_source: Callable[[], Settings] | None = None,
+    watch_paths: Sequence[str] = (),
+) -> None:
     """Serve until SIGINT/SIGTERM, then stop every child. Raises LlamascError on bad setup."""
-    daemon = Daemon(settings, on_ready=on_ready)
+    daemon = Daemon(
+        settings, on_ready=on_ready, reload_source=reload_source, watch_paths=watch_paths
+    )
     try:
         with asyncio.Runner(loop_factory=daemon.uv_config.get_loop_factory()) as runner:
             runner.run(daemon.serve())

@@ -22,6 +22,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from llamasc.config.swapfields import ModelSwapFields
 from llamasc.errors import LlamascError, RequestError, UnknownModelError
 from llamasc.server._request import header_text
 from llamasc.server._types import SidecarInfoLike
@@ -85,12 +86,44 @@ def model_entry(
     }
 
 
+def swap_listing(
+    entry: dict[str, Any], extra: ModelSwapFields, with_aliases: bool
+) -> list[dict[str, Any]]:
+    """Add llama-swap's ``name``/``description``/``meta.llamaswap`` to a /v1/models entry;
+    return its aliases as entries of their own when ``includeAliasesInList`` asks for it."""
+    if extra.name:
+        entry["name"] = extra.name
+    if extra.description:
+        entry["description"] = extra.description
+    if extra.metadata:
+        entry["meta"] = {"llamaswap": dict(extra.metadata)}
+    if extra.capabilities:
+        entry["capabilities"] = dict(extra.capabilities)
+    if not with_aliases:
+        return []
+    return [{**entry, "id": alias, "sidecars": entry["sidecars"]} for alias in extra.aliases]
+
+
 async def list_models(st: DaemonState) -> JSONResponse:
     by_model: dict[str, list[SidecarInfoLike]] = {}
     for info in st.pool.sidecars():
         by_model.setdefault(info.model, []).append(info)
     created = int(st.started_at)
-    data = [model_entry(st, m, by_model.get(m, []), created) for m in st.catalog.ids()]
+    data: list[dict[str, Any]] = []
+    for model_id in st.catalog.ids():
+        extra = st.settings.models.get(model_id)
+        if extra is not None and extra.unlisted:
+            continue
+        entry = model_entry(st, model_id, by_model.get(model_id, []), created)
+        data.append(entry)
+        if extra is not None:
+            entry["aliases"] = list(extra.aliases)
+            data.extend(swap_listing(entry, extra, st.settings.include_aliases_in_list))
+    for name, peer_id in st.peers.listing():  # models on other hosts (llama-swap's peers)
+        data.append(
+            {"id": name, "object": "model", "created": created, "owned_by": peer_id,
+             "peer": peer_id, "status": {"value": "unknown"}, "sidecars": []}
+        )  # fmt: skip
     return JSONResponse({"object": "list", "data": data})
 
 

@@ -183,7 +183,16 @@ class Proxy:
             model = header_text(model_h, "X-Model-Id") if model_h is not None else ""
             if not model:
                 model = pick_model(route, st, body, query)
+            if st.filters and route.method == "POST":  # llama-swap filters, for models with one
+                body = st.filters.apply(model, body)
             flags = st.gate.canonical(header_text(flags_h, "X-Agent-Flags")) if flags_h else ()
+            peer = st.peers.route(model) if st.peers and model not in st.catalog else None
+            if peer is not None:  # a model on another host (llama-swap's peers)
+                await st.peers.forward(
+                    peer, send, method=route.method, path=scope["path"],
+                    query=scope["query_string"], headers=fwd, body=body, requested=model,
+                )  # fmt: skip
+                return
             if route.mode is not None and model not in st.no_modes:
                 flags = with_mode(flags, route.mode, st.pooling.get(model))
             if not route.starts:

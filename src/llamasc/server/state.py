@@ -65,7 +65,15 @@ class DaemonState:
         # models whose config says `embeddings = false`: no route-implied --embedding/--reranking
         self.no_modes = frozenset(m for m, ms in settings.models.items() if not ms.embeddings)
         self.pooling = {m: ms.pooling for m, ms in settings.models.items() if ms.pooling}
-        self._api_key = settings.api_key.encode() if settings.api_key else None
+        from llamasc.server.filters import BodyFilters  # llama-swap filters (issue 13)
+
+        self.filters = BodyFilters(catalog, settings.models)
+        from llamasc.server.peers import Peers  # models on other hosts (issue 13)
+
+        self.peers = Peers(settings.peers)
+        keys = [k for k in (settings.api_key, *settings.api_keys) if k]
+        self._api_key = keys[0].encode() if keys else None
+        self._api_keys = tuple(k.encode() for k in keys)
         self.started_at = time.time()
         self._started_mono = time.monotonic()
         self._draining = False
@@ -74,8 +82,25 @@ class DaemonState:
         # the router API's bookkeeping: last failed /models/load per model, its load tasks
         self.load_failures: dict[str, int] = {}
         self.background: set[asyncio.Task[None]] = set()
+        self._old_peers: list[Any] = []
         self._pool_started = False
         self._closed = False
+
+    def apply_reload(self, settings: Settings, catalog: ModelCatalog) -> None:
+        """A reloaded config: the models, their listing fields and filters, the API keys."""
+        from llamasc.server.filters import BodyFilters
+        from llamasc.server.peers import Peers
+
+        self._old_peers.append(self.peers)
+        self.settings = settings
+        self.catalog = catalog
+        self.filters = BodyFilters(catalog, settings.models)
+        self.peers = Peers(settings.peers)  # the old clients close with the daemon
+        keys = [k for k in (settings.api_key, *settings.api_keys) if k]
+        self._api_key = keys[0].encode() if keys else None
+        self._api_keys = tuple(k.encode() for k in keys)
+        self.no_modes = frozenset(m for m, ms in settings.models.items() if not ms.embeddings)
+        self.pooling = {m: ms.pooling for m, ms in settings.models.items() if ms.pooling}
 
     @property
     def draining(self) -> bool:
@@ -105,11 +130,24 @@ class DaemonState:
         ``x-api-key: <key>``."""
         if self._api_key is None:
             return True
-        if authorization and authorization[:7].lower() == b"bearer ":
-            return hmac.compare_digest(authorization[7:].strip(), self._api_key)
-        if x_api_key:
-            return hmac.compare_digest(x_api_key.strip(), self._api_key)
+        if authorization:
+            scheme = authorization[:6].lower()
+            if scheme == b"bearer" and authorization[6:7] == b" ":
+                return self._key_ok(authorization[7:].strip())
+            if scheme == b"basic " and len(self._api_keys) > 0:
+                return self._key_ok(basic_password(authorization[6:].strip()))
+            return False
+        if x_api_key:  # what Anthropic's clients send
+            return self._key_ok(x_api_key.strip())
         return False
+
+    def _key_ok(self, given: bytes) -> bool:
+        """Constant time in the key, checked against every configured key (llama-swap's
+        ``apiKeys`` is a list), so the time taken tells nothing about which one is close."""
+        ok = False
+        for key in self._api_keys:
+            ok |= hmac.compare_digest(given, key)
+        return ok
 
     def uptime(self) -> float:
         return time.monotonic() - self._started_mono
@@ -130,8 +168,22 @@ class DaemonState:
         for task in list(self.background):
             task.cancel()
         await self.upstreams.aclose()
+        for peers in (self.peers, *self._old_peers):
+            await peers.aclose()
         await self.pool.close(grace=self.settings.stop_grace)
         log.info("all sidecars stopped")
 
 
-__all__ = ["DRAIN_MESSAGE", "DaemonState", "LlamaServerInfo"]
+def basic_password(b64: bytes) -> bytes:
+    """The password of a Basic credential (llama-swap's key may be sent as ``user:KEY``)."""
+    import base64
+    import binascii
+
+    try:
+        decoded = base64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError):
+        return b""
+    return decoded.partition(b":")[2]
+
+
+__all__ = ["DRAIN_MESSAGE", "DaemonState", "LlamaServerInfo", "basic_password"]

@@ -1,0 +1,70 @@
+"""The routes llama-swap users and their scripts call: ``GET /running``, ``POST /unload``,
+``POST /api/models/unload/{model}`` and ``GET /logs`` (plain text)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.routing import Route
+
+from llamasc.server.state import DaemonState
+
+_LOG_LINES = 200
+
+
+class SwapRoutes:
+    def __init__(self, state: DaemonState) -> None:
+        self.state = state
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/running", self.running, methods=["GET"]),
+            Route("/unload", self.unload_all, methods=["GET", "POST"]),
+            Route("/api/models/unload", self.unload_all, methods=["POST"]),
+            Route("/api/models/unload/{model:path}", self.unload_one, methods=["POST"]),
+            Route("/logs", self.logs, methods=["GET"]),
+        ]
+
+    async def running(self, request: Request) -> JSONResponse:
+        st = self.state
+        out: list[dict[str, Any]] = []
+        for info in st.pool.sidecars():
+            extra = st.settings.models.get(info.model)
+            out.append(
+                {
+                    "model": info.model,
+                    "state": "ready" if info.state == "ready" else str(info.state),
+                    "name": extra.name if extra else "",
+                    "description": extra.description if extra else "",
+                    "ttl": extra.ttl if extra and extra.ttl is not None else st.settings.ttl,
+                    "hash": info.hash,
+                    "pid": info.pid,
+                    "port": info.port,
+                    "in_flight": info.in_flight,
+                }
+            )
+        return JSONResponse({"running": out})
+
+    async def unload_all(self, request: Request) -> PlainTextResponse:
+        await self.state.pool.stop_all()
+        self.state.upstreams.sweep()
+        return PlainTextResponse("OK")
+
+    async def unload_one(self, request: Request) -> JSONResponse:
+        name = str(request.path_params["model"])
+        model = self.state.catalog.get(name).id  # 404 (listing the ids) for an unknown one
+        stopped = await self.state.pool.stop_model(model)
+        self.state.upstreams.sweep()
+        return JSONResponse({"msg": "ok", "model": model, "stopped": len(stopped)})
+
+    async def logs(self, request: Request) -> PlainTextResponse:
+        lines: list[str] = []
+        for info in self.state.pool.sidecars():
+            for line in self.state.pool.logs(info.hash, _LOG_LINES):
+                lines.append(f"[{info.model}] {line}")
+        return PlainTextResponse("\n".join(lines) + ("\n" if lines else ""))
+
+
+__all__ = ["SwapRoutes"]
