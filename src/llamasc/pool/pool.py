@@ -465,17 +465,6 @@ class Pool:
         self._profiles[key] = profile
         return profile
 
-    def profile_of(self, model_id: str) -> Profile | None:
-        """The profile of the model's own sidecar (no client flags), once it was asked for."""
-        key, _, _ = self._resolve(model_id, ())
-        return self._profiles.get(key)
-
-    def will_wait(self, model_id: str, user_flags: Sequence[str]) -> bool:
-        """True when a lease for these flags would not be granted at once (display only)."""
-        key, _, _ = self._resolve(model_id, tuple(user_flags))
-        sc = self._sched.sidecars.get(key)
-        return sc is None or sc.state.value != "ready" or sc.draining
-
     async def _check_pins(self) -> None:
         pinned = [m for m, pol in self.config.models.items() if pol.pin and m in self.catalog]
         if not pinned:
