@@ -46,6 +46,8 @@ class ModelSettings(BaseModel):
 
     path: Path | None = None
     env: dict[str, str] = Field(default_factory=dict)
+    # model discovery: false = no projector, a path = this one, unset = the folder's own
+    mmproj: bool | Path | None = None
 
 
 class Settings(BaseModel):
@@ -77,6 +79,28 @@ class Settings(BaseModel):
     overlap_swaps: bool = False
     models: dict[str, ModelSettings] = Field(default_factory=dict)
     flag_policy: dict[str, Any] = Field(default_factory=dict)
+    # model discovery (llamasc.config.discovery)
+    models_dirs: tuple[Path, ...] = ()
+    hf_cache: bool = False
+    mmproj_auto: bool = True
+    watch_models: bool = False
+    watch_interval: float = Field(default=2.0, gt=0)
+
+    @field_validator("models_dirs", mode="before")
+    @classmethod
+    def _split_models_dirs(cls, value: Any) -> Any:
+        if isinstance(value, str | os.PathLike):  # LLAMASC_MODELS_DIR="a:b" (";" on Windows)
+            return tuple(p for p in str(value).split(os.pathsep) if p)
+        return value
+
+    @property
+    def all_models_dirs(self) -> tuple[Path, ...]:
+        """``models_dirs`` then ``models_dir``, each once."""
+        out: list[Path] = []
+        for d in (*self.models_dirs, *((self.models_dir,) if self.models_dir else ())):
+            if d not in out:
+                out.append(d)
+        return tuple(out)
 
     @field_validator("bind")
     @classmethod
@@ -155,7 +179,11 @@ class Settings(BaseModel):
 SOURCES: dict[str, tuple[str | None, str | None]] = {
     "llama_server_bin": ("LLAMA_SERVER_BIN", "--llama-server"),
     "model_map_file": ("MODEL_DIR_MAP_FILE", "--model-map"),
-    "models_dir": ("LLAMASC_MODELS_DIR", "--models-dir"),
+    "models_dirs": ("LLAMASC_MODELS_DIR", "--models-dir"),
+    "hf_cache": ("LLAMASC_HF_CACHE", "--hf-cache"),
+    "mmproj_auto": ("LLAMASC_MMPROJ_AUTO", "--no-mmproj-auto"),
+    "watch_models": ("LLAMASC_WATCH_MODELS", "--watch-models"),
+    "watch_interval": ("LLAMASC_WATCH_INTERVAL", "--watch-interval"),
     "bind": ("LLAMA_SIDECAR_BIND", "--bind"),
     "port_range": ("PORT_RANGE", "--port-range"),
     "max_sidecars": ("MAX_SIDECARS", "--max-sidecars"),
@@ -193,6 +221,10 @@ _EXPECT: dict[str, str] = {
     "insecure": "true or false",
     "access_log": "true or false",
     "overlap_swaps": "true or false",
+    "hf_cache": "true or false",
+    "mmproj_auto": "true or false",
+    "watch_models": "true or false",
+    "watch_interval": "a number of seconds > 0",
 }
 
 _PATH_FIELDS = (
@@ -322,6 +354,11 @@ def _anchor_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
             k: {**v, "path": anchor(v["path"])} if isinstance(v, dict) and "path" in v else v
             for k, v in models.items()
         }
+        for v in out["models"].values():
+            if isinstance(v, dict) and isinstance(v.get("mmproj"), str):
+                v["mmproj"] = anchor(v["mmproj"])
+    if isinstance(out.get("models_dirs"), list):
+        out["models_dirs"] = [anchor(d) for d in out["models_dirs"]]
     return out
 
 

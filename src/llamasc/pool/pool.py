@@ -33,6 +33,7 @@ from llamasc.flags import merge_flags, sidecar_key
 from llamasc.pool.child import Child, Launcher, Lease, SidecarInfo
 from llamasc.pool.children import Children
 from llamasc.pool.config import PoolConfig
+from llamasc.pool.model_args import model_base_args
 from llamasc.pool.scheduler import Effect, Grant, Reject, Scheduler, Start, Stop
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ class Pool:
         self._timer_at: float | None = None
         self._health_task: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[None] | None = None
+        self._started_with: dict[str, ModelEntry] = {}  # what each live key was started as
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -139,7 +141,7 @@ class Pool:
         if cached is not None:
             return cached
         entry = self.catalog.get(model_id)
-        merged = merge_flags(self.base_args, user_flags)
+        merged = merge_flags(model_base_args(entry, self.base_args), user_flags)
         resolved = (sidecar_key(model_id, merged), entry, merged)
         if len(self._keys) >= _KEY_CACHE_SIZE:
             self._keys.clear()
@@ -214,6 +216,7 @@ class Pool:
                     fut.set_exception(self._rejection(e))
             elif isinstance(e, Start):
                 entry, merged = self._specs[e.key]
+                self._started_with[e.key] = entry
                 self._children.start(e.key, entry, merged)
             elif isinstance(e, Stop):
                 self._children.stop(e.key, e.reason)
@@ -289,6 +292,34 @@ class Pool:
         self._timer = None
         self._timer_at = None
         self._dispatch(self._sched.tick, max(deadline, time.monotonic()))
+
+    # ------------------------------------------------------------ model rescans
+
+    def replace_catalog(self, catalog: ModelCatalog) -> list[str]:
+        """Serve ``catalog`` from now on. Sidecars of models that went away or changed (a new
+        file, size, mtime or projector) are retired: they finish their requests in flight,
+        then stop; the next request starts a fresh one. Returns the retired keys."""
+        self.catalog = catalog
+        self._keys.clear()
+        for key, (entry, merged) in list(self._specs.items()):
+            if entry.id in catalog:  # waiters not started yet get the new entry
+                self._specs[key] = (catalog.models[entry.id], merged)
+        live = {c.key for c in self._children}
+        for key in [k for k in self._started_with if k not in live]:
+            del self._started_with[key]
+        retired: list[str] = []
+        now = time.monotonic()
+        for child in self._children:
+            new = catalog.models.get(child.model_id)
+            if child.stopping or (new is not None and new == self._started_with.get(child.key)):
+                continue
+            log.info(
+                "%s for %s: model %s; stopping it once idle",
+                *(child.key[:12], child.model_id, "removed" if new is None else "changed"),
+            )
+            retired.append(child.key)
+            self._dispatch(self._sched.retire, child.key, now)
+        return retired
 
     # -------------------------------------------------------------- operator view
 

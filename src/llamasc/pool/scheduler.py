@@ -19,6 +19,8 @@ Rules:
   then is rejected with ``"capacity"``. Waiting for a sidecar that is already starting is not
   bounded by the queue timeout: the start has its own readiness timeout.
 - Only an explicit stop, a child's exit or shutdown ends a sidecar that has requests in flight.
+- A retired sidecar (its model's file changed or went away) finishes what it has in flight and
+  then stops; meanwhile new requests for its key wait for its successor.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from typing import Literal, TypeAlias
 from llamasc.pool.eviction import SidecarState, choose_victim
 
 RequestId: TypeAlias = int
-StopReason: TypeAlias = Literal["evict", "requested", "shutdown"]
+StopReason: TypeAlias = Literal["evict", "requested", "shutdown", "retired"]
 RejectReason: TypeAlias = Literal["capacity", "start_failed", "shutting_down"]
 
 
@@ -81,6 +83,7 @@ class Sidecar:
     gen: int
     in_flight: int = 0
     last_used: float = 0.0
+    retiring: bool = False  # stop once idle; grant nothing new
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +161,7 @@ class Scheduler:
         if self.shutting_down:
             return [Reject(req_id, "shutting_down")]
         sc = self._sidecars.get(key)
-        if sc is not None and sc.state is SidecarState.READY:
+        if sc is not None and sc.state is SidecarState.READY and not sc.retiring:
             return [self._grant(req_id, sc, now)]
         if len(self._waiters) >= self.max_waiters:
             return [Reject(req_id, "capacity", detail="queue_full")]
@@ -213,6 +216,9 @@ class Scheduler:
             return []  # its child is gone; a successor's count is not ours to touch
         sc.in_flight -= 1
         sc.last_used = now
+        if sc.in_flight == 0 and sc.retiring and sc.state is SidecarState.READY:
+            sc.state = SidecarState.STOPPING
+            return [Stop(key, "retired")]
         if sc.in_flight == 0 and self._waiters:
             return self._drain()
         return []
@@ -224,6 +230,18 @@ class Scheduler:
             return []
         sc.state = SidecarState.STOPPING
         return [Stop(key, "requested")]
+
+    def retire(self, key: str, now: float) -> list[Effect]:
+        """The child of ``key`` runs an outdated model: stop it now if idle (or starting),
+        else once its requests in flight are done."""
+        sc = self._sidecars.get(key)
+        if sc is None or sc.state is SidecarState.STOPPING:
+            return []
+        if sc.state is SidecarState.STARTING or sc.in_flight == 0:
+            sc.state = SidecarState.STOPPING
+            return [Stop(key, "retired")]
+        sc.retiring = True
+        return []
 
     def tick(self, now: float) -> list[Effect]:
         """Time passed: reject waiters that waited ``queue_timeout`` for room in vain."""

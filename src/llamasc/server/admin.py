@@ -17,6 +17,7 @@ from starlette.routing import Route
 from llamasc import __version__
 from llamasc.errors import RequestError
 from llamasc.server._types import SidecarInfoLike
+from llamasc.server.model_meta import model_meta_json
 from llamasc.server.state import DaemonState
 
 _HASH_PREFIX = re.compile(r"[0-9a-f]{8,64}")
@@ -48,6 +49,10 @@ def sidecar_json(info: SidecarInfoLike) -> dict[str, Any]:
     }
 
 
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def _prefix(request: Request) -> str:
     prefix = str(request.path_params["hash"]).lower()
     if not _HASH_PREFIX.fullmatch(prefix):
@@ -68,6 +73,7 @@ class Admin:
             Route("/health", self.health, methods=["GET"]),
             Route("/v1/models", self.models, methods=["GET"]),
             Route("/models", self.models, methods=["GET"]),
+            Route("/models", self.reload_models, methods=["POST"]),  # ?reload=1 (discovery)
             Route("/sidecars", self.sidecars, methods=["GET"]),
             Route("/sidecars", self.stop_many, methods=["DELETE"]),
             Route("/sidecars/{hash}", self.sidecar, methods=["GET"]),
@@ -94,8 +100,17 @@ class Admin:
             status_code=503 if st.draining else 200,
         )
 
+    async def reload_models(self, request: Request) -> JSONResponse:
+        """``POST /models?reload=1``: rescan the models folders and caches now."""
+        if not _truthy(request.query_params.get("reload")):
+            raise RequestError("POST /models only rescans the models: send ?reload=1")
+        report = await self.state.rescan_models()
+        return JSONResponse(report.json())
+
     async def models(self, request: Request) -> JSONResponse:
         st = self.state
+        if _truthy(request.query_params.get("reload")):  # llama.cpp's router: GET ?reload=1
+            await st.rescan_models()
         running: dict[str, list[dict[str, Any]]] = {}
         for info in st.pool.sidecars():
             running.setdefault(info.model, []).append(
@@ -114,8 +129,9 @@ class Admin:
                 "created": created,
                 "owned_by": "llamasc",
                 "sidecars": running.get(model_id, []),
+                "meta": model_meta_json(entry),
             }
-            for model_id in st.catalog.ids()
+            for model_id, entry in st.catalog.models.items()
         ]
         return JSONResponse({"object": "list", "data": data})
 

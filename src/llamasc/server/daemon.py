@@ -23,12 +23,13 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 
-from llamasc.config import ModelCatalog, ModelEntry, discover_models, find_llama_server
+from llamasc.config import ModelCatalog, find_llama_server
 from llamasc.config.settings import Settings, check_bind_security
 from llamasc.errors import ConfigError, FlagError
 from llamasc.flags import DEFAULT_BASE_ARGS, FlagPolicy, fix_legacy_base_args, validate_flags
 from llamasc.server.app import LlamascApp, create_app
-from llamasc.server.state import LlamaServerInfo
+from llamasc.server.rescan import ModelRescanner, install_rescan_on_sighup
+from llamasc.server.state import DaemonState, LlamaServerInfo
 
 if TYPE_CHECKING:
     from llamasc.pool.child import Launcher
@@ -72,29 +73,10 @@ def probe_version(binary: Path, timeout: float = VERSION_TIMEOUT) -> str:
 
 
 def build_catalog(settings: Settings) -> ModelCatalog:
-    """Discovered models (model map, models dir or the demo) plus the config file's ``models``."""
-    extra = {mid: m for mid, m in settings.models.items() if m.path is not None}
-    if extra and not settings.model_map_file and not settings.models_dir:
-        catalog = ModelCatalog()  # models listed in the config file replace the demo model
-    else:
-        catalog = discover_models(
-            model_map_file=settings.model_map_file, models_dir=settings.models_dir
-        )
-    entries = dict(catalog.models)
-    for model_id, m in settings.models.items():
-        known = entries.get(model_id)
-        if m.path is not None:
-            entries[model_id] = ModelEntry(id=model_id, path=m.path, env=m.env, source="config")
-        elif known is not None:
-            entries[model_id] = ModelEntry(
-                id=model_id, path=known.path, env={**known.env, **m.env}, source=known.source
-            )
-        else:
-            raise ConfigError(
-                f"models -> {model_id}: no such model (give it a path, or configure it via "
-                "MODEL_DIR_MAP_FILE / --models-dir)"
-            )
-    return ModelCatalog(entries)
+    """Every model the settings name (see :mod:`llamasc.config.catalog`)."""
+    from llamasc.config.catalog import build_catalog as build
+
+    return build(settings).catalog
 
 
 def resolve_base_args(settings: Settings) -> tuple[tuple[str, ...], list[str]]:
@@ -214,7 +196,8 @@ class Daemon:
 
         check_bind_security(settings)
         binary = find_llama_server(settings.llama_server_bin, os.environ)
-        catalog = build_catalog(settings)
+        rescanner = _model_rescanner(settings)
+        catalog = rescanner.discovered.catalog
         base_args, notes = resolve_base_args(settings)
         policy = build_policy(settings)
         info = LlamaServerInfo(path=binary, version=probe_version(binary))
@@ -234,6 +217,7 @@ class Daemon:
         self.app = create_app(
             settings, self.pool, catalog=catalog, llama_server=info, policy=policy
         )
+        self.app.llamasc.rescanner = rescanner
         self.sock = listen_socket(settings)
         self.info = ServeInfo(_url(self.sock), catalog.ids(), info, base_args, notes)
         self._on_ready = on_ready
@@ -251,10 +235,14 @@ class Daemon:
 
     async def serve(self) -> None:
         """Serve until stopped, then stop every child (also after a forced exit)."""
+        watcher = None
         try:
             await self.app.llamasc.startup()  # before serving: a failure is one clear error
+            watcher = _start_model_rescans(self.app.llamasc)
             await self.server.serve(sockets=[self.sock])
         finally:
+            if watcher is not None:
+                watcher.cancel()
             await self.app.llamasc.shutdown()
             self.sock.close()
 
@@ -262,6 +250,30 @@ class Daemon:
         """Begin a graceful shutdown, as SIGTERM would (safe from another thread)."""
         self.app.llamasc.draining = True
         self.server.should_exit = True
+
+
+def _model_rescanner(settings: Settings) -> ModelRescanner:
+    """Discover the models once at start-up (strict: a bad setting is an error), keeping the
+    header cache for later rescans."""
+    from llamasc.config.catalog import build_catalog as build
+    from llamasc.config.discovery import Scanner
+
+    scanner = Scanner()
+    found = build(settings, scanner=scanner)
+    for bad in found.bad:
+        log.warning("skipping %s: %s", bad.path, bad.error)
+    return ModelRescanner(scanner, found)
+
+
+def _start_model_rescans(state: DaemonState) -> asyncio.Task[None] | None:
+    """Model discovery's hooks: SIGHUP rescans; ``--watch-models`` polls. Returns the poller."""
+    install_rescan_on_sighup(state)
+    rescanner = state.rescanner
+    if not state.settings.watch_models or rescanner is None:
+        return None
+    return asyncio.create_task(
+        rescanner.watch(state, state.settings.watch_interval), name="watch-models"
+    )
 
 
 def run(settings: Settings, *, on_ready: Callable[[ServeInfo], None] | None = None) -> None:
