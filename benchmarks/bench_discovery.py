@@ -28,6 +28,7 @@ TARGET_RESCAN_S = 1.0
 
 def _generate(root: Path) -> int:
     from gguf import LlamaFileType
+
     from gguf_factory import write_gguf, write_projector
 
     template = write_gguf(root / "_template.gguf", vocab=2000)

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 from gguf import LlamaFileType
-from gguf_factory import write_gguf, write_projector
 
+from gguf_factory import write_gguf, write_projector
 from llamasc.config.catalog import build_catalog
 from llamasc.config.settings import read_config_file, settings_from_sources
 from llamasc.errors import ConfigError

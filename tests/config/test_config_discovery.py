@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 from gguf import LlamaFileType, PoolingType
-from gguf_factory import write_gguf, write_projector, write_split
 
+from gguf_factory import write_gguf, write_projector, write_split
 from llamasc.config.discovery import Scanner
 
 BF16, F16, F32 = LlamaFileType.MOSTLY_BF16, LlamaFileType.MOSTLY_F16, LlamaFileType.ALL_F32
@@ -94,7 +94,9 @@ def test_the_folders_projector_goes_with_every_model_of_that_folder(tree: Path) 
     "present",
     [("F32",), ("F16", "F32"), ("BF16", "F32"), ("BF16", "F16"), ("BF16", "F16", "F32")],
 )
-def test_projector_pairing_on_disk_prefers_bf16_f16_f32(tmp_path: Path, present: tuple[str, ...]) -> None:
+def test_projector_pairing_on_disk_prefers_bf16_f16_f32(
+    tmp_path: Path, present: tuple[str, ...]
+) -> None:
     types = {"BF16": BF16, "F16": F16, "F32": F32}
     write_gguf(tmp_path / "m" / "Vision-Q4_K_M.gguf")
     for tag in present:  # named without a tag: the metadata's file type decides

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 from gguf import GGUFReader, LlamaFileType, PoolingType
-from gguf_factory import write_gguf, write_projector
 
+from gguf_factory import write_gguf, write_projector
 from llamasc.config.gguf_meta import GGUFError, MetaCache, file_stamp, read_gguf_meta
 
 

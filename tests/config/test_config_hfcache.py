@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 from gguf import LlamaFileType
-from gguf_factory import write_gguf, write_projector, write_split
 
+from gguf_factory import write_gguf, write_projector, write_split
 from llamasc.config.discovery import Scanner
 from llamasc.config.hfcache import cache_dirs, hub_cache_dir, llama_cache_dir
 

@@ -4,8 +4,8 @@ import json
 from pathlib import Path
 
 import pytest
-from gguf_factory import write_gguf, write_projector
 
+from gguf_factory import write_gguf, write_projector
 from llamasc.config import (
     DEMO_MODEL_ID,
     ModelCatalog,

@@ -12,8 +12,9 @@ from typing import Any
 import httpx
 import pytest
 from gguf import LlamaFileType
-from gguf_factory import write_gguf, write_projector
 from server_fakes import DaemonFactory, ThreadDaemon, chat, wait_until
+
+from gguf_factory import write_gguf, write_projector
 
 SLOW = {"FAKE_LLAMA_TOKEN_DELAY": "0.05", "FAKE_LLAMA_CHUNKS": "40"}
 

@@ -85,7 +85,8 @@ def _print_table(found: Discovered, show_skipped: bool) -> None:
 def models(
     *,
     config: Annotated[
-        _Text, typer.Option("--config", envvar="LLAMASC_CONFIG", metavar="PATH", help="Config file.")
+        _Text,
+        typer.Option("--config", envvar="LLAMASC_CONFIG", metavar="PATH", help="Config file."),
     ] = None,
     models_dir: Annotated[
         list[str] | None,

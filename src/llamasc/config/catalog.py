@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from llamasc.config.discovery import BadFile, ScanResult, Scanner, Skipped
+from llamasc.config.discovery import BadFile, Scanner, ScanResult, Skipped
 from llamasc.config.gguf_meta import GGUFMeta, file_stamp
 from llamasc.config.models import (
     DEMO_MODEL_ID,
@@ -117,13 +117,14 @@ def build_catalog(
         explicit[DEMO_MODEL_ID] = ModelEntry(id=DEMO_MODEL_ID, path=demo, source="demo")
     found = {_key(e.path): e for e in scan.entries}
     entries: dict[str, ModelEntry] = {}
-    for model_id, e in explicit.items():
-        same = found.pop(_key(e.path), None)
+    for model_id, given in explicit.items():
+        same = found.pop(_key(given.path), None)
         if same is not None:  # a config id for a discovered file: keep what discovery knew
-            e = replace(same, id=model_id, env={**same.env, **e.env}, source=e.source)
+            entries[model_id] = replace(
+                same, id=model_id, env={**same.env, **given.env}, source=given.source
+            )
         else:
-            e = _with_meta(e, scanner)
-        entries[model_id] = e
+            entries[model_id] = _with_meta(given, scanner)
     for e in scan.entries:
         if _key(e.path) in found:
             entries[e.id] = e

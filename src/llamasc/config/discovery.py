@@ -180,15 +180,17 @@ class Scanner:
                         )
                     )
                     continue
-                parts += [by_name[split.part_name(n, f.path.suffix)] for n in range(2, split.count + 1)]
+                parts += [
+                    by_name[split.part_name(n, f.path.suffix)] for n in range(2, split.count + 1)
+                ]
             models.append((f, meta, parts))
         mmproj: _File | None = None
         if mmproj_auto and projectors:
             best = naming.best_projector([(p.stem, m.file_type) for p, m in projectors])
             mmproj = projectors[best][0] if best is not None else None
         out: list[_Candidate] = []
-        for f, meta, parts in models:
-            meta = self._with_part_params(meta, parts[1:])
+        for f, first_meta, parts in models:
+            meta = self._with_part_params(first_meta, parts[1:])
             stamp = tuple(v for p in parts for v in p.stamp)
             if mmproj is not None:
                 stamp += mmproj.stamp
@@ -230,8 +232,8 @@ class Scanner:
         explicitly elsewhere (model map, config): discovered files do not take them."""
         result = ScanResult()
         candidates: list[_Candidate] = []
-        for root in dirs:
-            root = Path(root).expanduser()
+        for given in dirs:
+            root = Path(given).expanduser()
             if not root.is_dir():
                 result.bad.append(BadFile(root, "models directory not found"))
                 continue

@@ -118,9 +118,7 @@ def cached_repos(cache_dir: Path) -> Iterator[CacheRepo]:
             continue
         commit = _ref_commit(repo_dir)
         snapshot = (
-            repo_dir / "snapshots" / commit
-            if commit
-            else _newest_snapshot(repo_dir / "snapshots")
+            repo_dir / "snapshots" / commit if commit else _newest_snapshot(repo_dir / "snapshots")
         )
         if snapshot is not None:
             yield CacheRepo("/".join(parts), snapshot)

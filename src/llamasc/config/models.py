@@ -16,10 +16,9 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
-from llamasc.errors import ConfigError, DiscoveryError, UnknownModelError
+from llamasc.errors import ConfigError, UnknownModelError
 
 if TYPE_CHECKING:
     from llamasc.config.gguf_meta import GGUFMeta
