@@ -16,6 +16,16 @@ from server_fakes import DaemonFactory, ThreadDaemon, chat, wait_until
 
 from gguf_factory import write_gguf, write_projector
 
+
+def _run(argv: list[str]) -> None:
+    """``llamasc ARGV`` in-process; it must exit 0."""
+    from llamasc.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 0
+
+
 SLOW = {"FAKE_LLAMA_TOKEN_DELAY": "0.05", "FAKE_LLAMA_CHUNKS": "40"}
 
 
@@ -187,3 +197,13 @@ def test_post_models_without_reload_is_a_400_envelope(
     assert "reload=1" in r.json()["error"]["message"]
     listed = httpx.get(d.url + "/models", params={"reload": "1"}, timeout=10)
     assert listed.status_code == 200
+
+
+def test_llamasc_models_reload_asks_the_running_daemon(
+    daemon_factory: DaemonFactory, models: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d = _start(daemon_factory, models)
+    write_gguf(models / "Later-Q8_0.gguf")
+    _run(["models", "--reload", "--json", "--daemon", d.url])
+    report = json.loads(capsys.readouterr().out)
+    assert report["added"] == ["later:q8_0"]

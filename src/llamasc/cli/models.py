@@ -8,6 +8,7 @@ instead asks a running daemon to rescan (``POST /models?reload=1``) and prints w
 from __future__ import annotations
 
 import json
+import logging
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -56,8 +57,10 @@ def _print_table(found: Discovered, show_skipped: bool) -> None:
     from llamasc.cli._output import console, err_console
 
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for col in ("id", "type", "arch", "params", "quant", "ctx", "tmpl", "vision", "path"):
-        table.add_column(col, overflow="fold")
+    table.add_column("id", no_wrap=True)
+    for col in ("type", "arch", "params", "quant", "ctx", "tmpl", "vision"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("path", overflow="fold")
     for e in found.catalog.models.values():
         m = e.meta
         table.add_row(
@@ -136,6 +139,8 @@ def models(
         "mmproj_auto": False if no_mmproj_auto else None,
     }
     settings = load_settings(cli, config_path=config)
+    # this command prints discovery's warnings itself, once, below the table
+    logging.getLogger("llamasc.config").setLevel(logging.ERROR)
     found = build_catalog(settings)
     if as_json:
         typer.echo(json.dumps(discovered_json(found), indent=2))
