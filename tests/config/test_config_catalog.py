@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,30 @@ def test_missing_models_dir_is_an_error_at_start_only(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="models directory not found"):
         build_catalog(s)
     assert len(build_catalog(s, strict=False).catalog) == 0
+
+
+def test_discovery_settings_from_options_and_environment() -> None:
+    s = settings_from_sources(
+        env={"LLAMASC_HF_CACHE": "1", "LLAMASC_WATCH_MODELS": "true"},
+        cli={"models_dirs": ["a", "b"], "mmproj_auto": False, "watch_interval": "0.5"},
+    )
+    assert s.all_models_dirs == (Path("a"), Path("b"))
+    assert s.hf_cache is True
+    assert s.watch_models is True
+    assert s.watch_interval == 0.5
+    assert s.mmproj_auto is False
+    env_dirs = settings_from_sources(env={"LLAMASC_MODELS_DIR": f"x{os.pathsep}y"})
+    assert env_dirs.all_models_dirs == (Path("x"), Path("y"))
+    with pytest.raises(ConfigError, match="--watch-interval: must be a number of seconds > 0"):
+        settings_from_sources(env={}, cli={"watch_interval": "0"})
+
+
+def test_hf_cache_models_come_through_the_catalog(tmp_path: Path) -> None:
+    snap = tmp_path / "hub" / "models--o--r" / "snapshots" / ("a" * 40)
+    write_gguf(snap / "r-Q4_K_M.gguf")
+    (tmp_path / "hub" / "models--o--r" / "refs").mkdir()
+    (tmp_path / "hub" / "models--o--r" / "refs" / "main").write_text("a" * 40)
+    s = settings_from_sources(env={"LLAMASC_HF_CACHE": "1"})
+    found = build_catalog(s, env={"HF_HUB_CACHE": str(tmp_path / "hub")})
+    assert found.catalog.ids() == ["o/r:Q4_K_M"]
+    assert found.catalog.get("o/r:Q4_K_M").source == "hf_cache"
