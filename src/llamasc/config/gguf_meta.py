@@ -22,6 +22,7 @@ from typing import IO, Any
 log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 16
+_BIG_CHUNK = 1 << 20
 _MAX_KEY = 1 << 16
 _MAX_STRING = 1 << 26  # a chat template is kilobytes; 64 MiB means a corrupt length
 _MAX_ARRAY = 1 << 28
@@ -90,11 +91,11 @@ class _Reader:
         self.buf = b""
         self.pos = 0
 
-    def _need(self, n: int) -> None:
+    def _need(self, n: int, chunk: int = _CHUNK) -> None:
         have = len(self.buf) - self.pos
         if have >= n:
             return
-        more = self.f.read(max(n - have, _CHUNK))
+        more = self.f.read(max(n - have, chunk))
         self.buf = self.buf[self.pos :] + more
         self.pos = 0
         if len(self.buf) < n:
@@ -126,13 +127,24 @@ class _Reader:
 
     def skip_strings(self, count: int) -> None:
         """Skip ``count`` length-prefixed strings (a tokenizer vocabulary) in big reads."""
-        for _ in range(count):
-            self._need(8)
-            (n,) = _U64.unpack_from(self.buf, self.pos)
-            if n > _MAX_STRING:
-                raise GGUFError(f"corrupt GGUF (a string of {n} bytes)")
-            self.pos += 8
-            self.skip(n)
+        unpack = _U64.unpack_from
+        while count:
+            buf, pos, end = self.buf, self.pos, len(self.buf)
+            while count and pos + 8 <= end:  # the hot loop: whole strings in the window
+                (n,) = unpack(buf, pos)
+                if n > _MAX_STRING or pos + 8 + n > end:
+                    break
+                pos += 8 + n
+                count -= 1
+            self.pos = pos
+            if count:  # a string across the window's end (or a corrupt length)
+                self._need(8, _BIG_CHUNK)
+                (n,) = unpack(self.buf, self.pos)
+                if n > _MAX_STRING:
+                    raise GGUFError(f"corrupt GGUF (a string of {n} bytes)")
+                self.pos += 8
+                self.skip(n)
+                count -= 1
 
 
 _U32 = struct.Struct("<I")
