@@ -135,3 +135,18 @@ def test_hf_cache_models_come_through_the_catalog(tmp_path: Path) -> None:
     found = build_catalog(s, env={"HF_HUB_CACHE": str(tmp_path / "hub")})
     assert found.catalog.ids() == ["o/r:Q4_K_M"]
     assert found.catalog.get("o/r:Q4_K_M").source == "hf_cache"
+
+
+def test_rescans_read_no_header_of_unchanged_explicit_or_discovered_files(
+    models: Path, tmp_path: Path
+) -> None:
+    from llamasc.config.discovery import Scanner
+
+    write_gguf(tmp_path / "pinned.gguf")
+    s = _settings(tmp_path, 'models_dir = "models"\n[models.pinned]\npath = "pinned.gguf"\n')
+    scanner = Scanner()
+    first = build_catalog(s, scanner=scanner)
+    reads = scanner.cache.reads
+    again = build_catalog(s, scanner=scanner, strict=False)
+    assert scanner.cache.reads == reads
+    assert again.catalog.models == first.catalog.models

@@ -104,7 +104,7 @@ def build_catalog(
     if dirs or settings.hf_cache:
         scan = scanner.scan(
             dirs, hf_cache=settings.hf_cache, mmproj_auto=settings.mmproj_auto,
-            taken=explicit, env=env,
+            taken=explicit, env=env, keep=[e.path for e in explicit.values()],
         )  # fmt: skip
         warnings += scan.warnings
     elif not explicit:

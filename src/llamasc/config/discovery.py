@@ -232,9 +232,11 @@ class Scanner:
         mmproj_auto: bool = True,
         taken: Iterable[str] = (),
         env: Mapping[str, str] | None = None,
+        keep: Iterable[Path] = (),
     ) -> ScanResult:
         """Scan ``dirs`` (and the caches, with ``hf_cache``). ``taken`` are ids given
-        explicitly elsewhere (model map, config): discovered files do not take them."""
+        explicitly elsewhere (model map, config): discovered files do not take them; ``keep``
+        are files whose cached headers must survive although this scan did not see them."""
         result = ScanResult()
         candidates: list[_Candidate] = []
         for given in dirs:
@@ -262,7 +264,7 @@ class Scanner:
             for mid, c in zip(ids, candidates, strict=True)
         ]
         alive = {str(e.path) for e in result.entries} | {str(b.path) for b in result.bad}
-        alive |= {str(s.path) for s in result.skipped}
+        alive |= {str(s.path) for s in result.skipped} | {str(p) for p in keep}
         self.cache.forget_missing(alive)
         return result
 
