@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from gguf_factory import write_gguf, write_projector
 from llamasc.config import (
     DEMO_MODEL_ID,
     ModelCatalog,
@@ -54,11 +55,13 @@ def test_missing_model_map_is_a_config_error(tmp_path: Path) -> None:
 
 
 def test_models_dir_finds_ggufs_recursively_and_skips_mmproj(tmp_path: Path) -> None:
-    (tmp_path / "sub").mkdir()
-    for name in ("qwen.gguf", "sub/llama.gguf", "mmproj-qwen.gguf", "notes.txt"):
-        (tmp_path / name).write_bytes(b"GGUF")
+    for name in ("qwen-Q4_0.gguf", "sub/llama-Q8_0.gguf"):
+        write_gguf(tmp_path / name)
+    write_projector(tmp_path / "mmproj-qwen.gguf")
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "not-a-model.gguf").write_bytes(b"GGUF")
     ids = [e.id for e in scan_models_dir(tmp_path)]
-    assert sorted(ids) == ["llama", "qwen"]
+    assert sorted(ids) == ["llama:q8_0", "qwen:q4_0"]
 
 
 def test_models_dir_missing_is_a_config_error(tmp_path: Path) -> None:
@@ -66,12 +69,18 @@ def test_models_dir_missing_is_a_config_error(tmp_path: Path) -> None:
         scan_models_dir(tmp_path / "missing")
 
 
-def test_duplicate_ids_across_sources_are_refused(tmp_path: Path) -> None:
-    (tmp_path / "a.gguf").write_bytes(b"GGUF")
+def test_an_id_of_the_model_map_is_not_taken_by_a_discovered_file(tmp_path: Path) -> None:
+    write_gguf(tmp_path / "a.gguf", file_type=None)
     f = tmp_path / "m.json"
     f.write_text(json.dumps({"a": "/elsewhere/a.gguf"}))
+    cat = discover_models(model_map_file=f, models_dir=tmp_path)
+    assert cat.get("a").path == Path("/elsewhere/a.gguf")
+    assert cat.get(f"{tmp_path.name}/a").path == tmp_path / "a.gguf"
+
+
+def test_duplicate_explicit_ids_are_refused() -> None:
     with pytest.raises(ConfigError, match="defined twice"):
-        discover_models(model_map_file=f, models_dir=tmp_path)
+        ModelCatalog.of([ModelEntry("a", Path("a.gguf")), ModelEntry("a", Path("b.gguf"))])
 
 
 def test_unknown_model_lists_known_ids() -> None:

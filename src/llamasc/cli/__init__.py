@@ -67,6 +67,11 @@ def _register() -> None:
     )(validate_flags.validate_flags)
     app.command("ps", help="List the sidecars of a running daemon.")(ps.ps)
     app.command("kill", help="Stop sidecars of a running daemon.")(kill.kill)
+    from llamasc.cli import models as models_cmd  # model discovery
+
+    app.command("models", help="List discovered models with their GGUF metadata.")(
+        models_cmd.models
+    )
     app.add_typer(bench.app, name="bench", help="Throughput sweeps: speculative/MTP on vs off.")
     app.add_typer(eval_cmd.app, name="eval", help="Accuracy: mmlu, gsm8k, humaneval, A/B.")
     from llamasc.cli import config as config_cmd  # issue 13: llama-swap configs

@@ -55,12 +55,45 @@ _ModelMap = Annotated[
     ),
 ]
 _ModelsDir = Annotated[
-    _Text,
+    list[str] | None,
     _opt(
         "--models-dir",
         env="LLAMASC_MODELS_DIR",
         metavar="DIR",
-        help="Serve every *.gguf below DIR.",
+        help="Serve every GGUF model below DIR (repeatable; ids like name:quant).",
+    ),
+]
+# model discovery
+_HfCache = Annotated[
+    bool,
+    typer.Option(
+        "--hf-cache",
+        help="Also serve the GGUFs of the Hugging Face and llama.cpp caches (ids "
+        "owner/repo:QUANT; nothing is downloaded). Env LLAMASC_HF_CACHE.",
+    ),
+]
+_NoMmprojAuto = Annotated[
+    bool,
+    typer.Option(
+        "--no-mmproj-auto",
+        help="Do not pass a folder's vision projector (mmproj) to its models.",
+    ),
+]
+_WatchModels = Annotated[
+    bool,
+    typer.Option(
+        "--watch-models",
+        help="Poll the models folders and pick up added, removed and changed files "
+        "(also: SIGHUP, POST /models?reload=1). Env LLAMASC_WATCH_MODELS.",
+    ),
+]
+_WatchInterval = Annotated[
+    _Text,
+    _opt(
+        "--watch-interval",
+        env="LLAMASC_WATCH_INTERVAL",
+        metavar="S",
+        help="Poll period of --watch-models [default: 2].",
     ),
 ]
 _MaxSidecars = Annotated[
@@ -337,6 +370,10 @@ def serve(
             "reloads).",
         ),
     ] = False,
+    hf_cache: _HfCache = False,
+    no_mmproj_auto: _NoMmprojAuto = False,
+    watch_models: _WatchModels = False,
+    watch_interval: _WatchInterval = None,
     overlap_swaps: Annotated[
         bool,
         typer.Option(
@@ -368,7 +405,11 @@ def serve(
         "bind": bind,
         "llama_server_bin": llama_server,
         "model_map_file": model_map,
-        "models_dir": models_dir,
+        "models_dirs": models_dir or None,
+        "hf_cache": hf_cache or None,
+        "mmproj_auto": False if no_mmproj_auto else None,
+        "watch_models": watch_models or None,
+        "watch_interval": watch_interval,
         "max_sidecars": max_sidecars,
         "port_range": port_range,
         "base_args": base_args,

@@ -2,8 +2,9 @@
 
 - ``MODEL_DIR_MAP_FILE``: a JSON object ``{"model id": "/path/to/model.gguf"}``. A UTF-8 BOM
   is accepted; anything else malformed is reported with the file, line and reason.
-- ``--models-dir DIR``: every ``*.gguf`` below DIR, id = file stem; ``mmproj*`` files are
-  projectors, not models, and are skipped.
+- ``--models-dir DIR`` (several allowed), the Hugging Face cache: see
+  :mod:`llamasc.config.discovery` (ids like ``qwen3-8b:q4_k_m``, projectors paired, split
+  parts and drafts left out, metadata read from each GGUF's header).
 - Nothing configured: the installed demo model package (SmolLM2-135M-Instruct).
 """
 
@@ -15,8 +16,12 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from llamasc.errors import ConfigError, DiscoveryError, UnknownModelError, clip
+from llamasc.errors import ConfigError, UnknownModelError, clip
+
+if TYPE_CHECKING:
+    from llamasc.config.gguf_meta import GGUFMeta
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +32,12 @@ _DEMO_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """One model llamasc can serve. ``env`` is added to its llama-server's environment."""
+    """One model llamasc can serve. ``env`` is added to its llama-server's environment.
+
+    ``mmproj`` is the vision projector passed as the operator's ``--mmproj``; ``meta`` what
+    the GGUF header says (None when unread or unreadable, then ``error`` says why);
+    ``stamp`` the (size, mtime) of every file it loads, so a rescan sees a changed file.
+    """
 
     id: str
     path: Path
@@ -44,6 +54,12 @@ class ModelEntry:
     def runs_like(self, other: ModelEntry) -> bool:
         """Same process: same GGUF, environment and operator args (a reload keeps it)."""
         return (self.path, dict(self.env), self.args) == (other.path, dict(other.env), other.args)
+
+    mmproj: Path | None = None
+    meta: GGUFMeta | None = field(default=None, compare=False)
+    stamp: tuple[int, ...] = ()
+    error: str | None = field(default=None, compare=False)
+    parts: int = 1
 
 
 @dataclass
@@ -152,41 +168,26 @@ def load_model_map(path: str | Path) -> list[ModelEntry]:
 
 
 def scan_models_dir(directory: str | Path) -> list[ModelEntry]:
-    """Every ``*.gguf`` below the directory (sorted), id = stem, ``mmproj*`` skipped."""
+    """The models below one folder (see :mod:`llamasc.config.discovery`)."""
+    from llamasc.config.discovery import Scanner
+
     d = Path(directory).expanduser()
     if not d.is_dir():
         raise ConfigError(f"models directory not found: {d}")
-    entries: list[ModelEntry] = []
-    seen: dict[str, Path] = {}
-    for gguf in sorted(d.rglob("*.gguf")):
-        if gguf.name.lower().startswith("mmproj") or not gguf.is_file():
-            continue
-        model_id = gguf.stem
-        if model_id in seen:
-            log.warning(
-                "skipping %s: model id %r already taken by %s", gguf, model_id, seen[model_id]
-            )
-            continue
-        seen[model_id] = gguf
-        entries.append(ModelEntry(id=model_id, path=gguf, source=str(d)))
-    return entries
+    return Scanner().scan([d]).entries
 
 
 def discover_models(
     *, model_map_file: str | Path | None = None, models_dir: str | Path | None = None
 ) -> ModelCatalog:
-    """Build the catalog from what is configured, or fall back to the demo model."""
-    entries: list[ModelEntry] = []
-    if model_map_file:
-        entries.extend(load_model_map(model_map_file))
-    if models_dir:
-        entries.extend(scan_models_dir(models_dir))
-    if not model_map_file and not models_dir:
-        demo = demo_model_path()
-        if demo is None:
-            raise DiscoveryError(
-                "no models configured (MODEL_DIR_MAP_FILE or --models-dir) and the demo model "
-                "package is not installed; pip install 'llamasc[demo]'"
-            )
-        entries.append(ModelEntry(id=DEMO_MODEL_ID, path=demo, source="demo"))
-    return ModelCatalog.of(entries)
+    """Build the catalog from a model map and/or a models folder, or the demo model."""
+    from llamasc.config.catalog import build_catalog
+    from llamasc.config.settings import Settings
+
+    if models_dir and not Path(models_dir).expanduser().is_dir():
+        raise ConfigError(f"models directory not found: {Path(models_dir).expanduser()}")
+    settings = Settings(
+        model_map_file=Path(model_map_file) if model_map_file else None,
+        models_dir=Path(models_dir) if models_dir else None,
+    )
+    return build_catalog(settings).catalog

@@ -60,6 +60,8 @@ class ModelSettings(ModelScheduling, ModelSwapFields):
     pooling: Literal["none", "mean", "cls", "last", "rank"] | None = None
     # shown in GET /models as llama.cpp's router shows --tags
     tags: tuple[str, ...] = ()
+    # model discovery: false = no projector, a path = this one, unset = the folder's own
+    mmproj: bool | Path | None = None
 
 
 class Settings(SchedulingSettings, SwapFields):
@@ -108,6 +110,29 @@ class Settings(SchedulingSettings, SwapFields):
         if isinstance(value, str | list | tuple):
             return parse_origins(value)
         return value
+
+    # model discovery (llamasc.config.discovery)
+    models_dirs: tuple[Path, ...] = ()
+    hf_cache: bool = False
+    mmproj_auto: bool = True
+    watch_models: bool = False
+    watch_interval: float = Field(default=2.0, gt=0)
+
+    @field_validator("models_dirs", mode="before")
+    @classmethod
+    def _split_models_dirs(cls, value: Any) -> Any:
+        if isinstance(value, str | os.PathLike):  # LLAMASC_MODELS_DIR="a:b" (";" on Windows)
+            return tuple(p for p in str(value).split(os.pathsep) if p)
+        return value
+
+    @property
+    def all_models_dirs(self) -> tuple[Path, ...]:
+        """``models_dirs`` then ``models_dir``, each once."""
+        out: list[Path] = []
+        for d in (*self.models_dirs, *((self.models_dir,) if self.models_dir else ())):
+            if d not in out:
+                out.append(d)
+        return tuple(out)
 
     @field_validator("bind")
     @classmethod
@@ -195,7 +220,11 @@ class Settings(SchedulingSettings, SwapFields):
 SOURCES: dict[str, tuple[str | None, str | None]] = {
     "llama_server_bin": ("LLAMA_SERVER_BIN", "--llama-server"),
     "model_map_file": ("MODEL_DIR_MAP_FILE", "--model-map"),
-    "models_dir": ("LLAMASC_MODELS_DIR", "--models-dir"),
+    "models_dirs": ("LLAMASC_MODELS_DIR", "--models-dir"),
+    "hf_cache": ("LLAMASC_HF_CACHE", "--hf-cache"),
+    "mmproj_auto": ("LLAMASC_MMPROJ_AUTO", "--no-mmproj-auto"),
+    "watch_models": ("LLAMASC_WATCH_MODELS", "--watch-models"),
+    "watch_interval": ("LLAMASC_WATCH_INTERVAL", "--watch-interval"),
     "bind": ("LLAMA_SIDECAR_BIND", "--bind"),
     "port_range": ("PORT_RANGE", "--port-range"),
     "max_sidecars": ("MAX_SIDECARS", "--max-sidecars"),
@@ -255,6 +284,10 @@ _EXPECT: dict[str, str] = {
     "upstream_first_byte_timeout": "a number of seconds > 0",
     "upstream_idle_timeout": "a number of seconds > 0",
     **SCHEDULING_EXPECT,
+    "hf_cache": "true or false",
+    "mmproj_auto": "true or false",
+    "watch_models": "true or false",
+    "watch_interval": "a number of seconds > 0",
 }
 
 _PATH_FIELDS = (
@@ -453,6 +486,11 @@ def _anchor_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
             k: {**v, "path": anchor(v["path"])} if isinstance(v, dict) and "path" in v else v
             for k, v in models.items()
         }
+        for v in out["models"].values():
+            if isinstance(v, dict) and isinstance(v.get("mmproj"), str):
+                v["mmproj"] = anchor(v["mmproj"])
+    if isinstance(out.get("models_dirs"), list):
+        out["models_dirs"] = [anchor(d) for d in out["models_dirs"]]
     return out
 
 

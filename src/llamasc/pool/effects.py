@@ -14,7 +14,7 @@ from llamasc.pool.admission import DEFAULT_PROFILE, Profile
 from llamasc.pool.eviction import SidecarState
 
 RequestId: TypeAlias = int
-StopReason: TypeAlias = Literal["evict", "drain", "ttl", "requested", "shutdown"]
+StopReason: TypeAlias = Literal["evict", "drain", "ttl", "requested", "shutdown", "retired"]
 RejectReason: TypeAlias = Literal[
     "capacity", "start_failed", "shutting_down", "concurrency_limit", "insufficient_memory"
 ]
@@ -70,6 +70,7 @@ class Sidecar:
     profile: Profile = DEFAULT_PROFILE
     ready_at: float = 0.0
     draining: bool = False
+    retiring: bool = False  # draining because its model changed or went away
     measured: dict[str, float] = field(default_factory=dict)
 
 

@@ -41,6 +41,7 @@ from llamasc.pool.child import Child, Launcher, Lease, SidecarInfo
 from llamasc.pool.children import Children
 from llamasc.pool.config import PoolConfig
 from llamasc.pool.memory import Projector
+from llamasc.pool.model_args import model_base_args
 from llamasc.pool.scheduler import Effect, Grant, Reject, Scheduler, Start, Stop
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,7 @@ class Pool:
         self._timer_at: float | None = None
         self._health_task: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[None] | None = None
+        self._started_with: dict[str, ModelEntry] = {}  # what each live key was started as
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -165,6 +167,7 @@ class Pool:
         base = self._base_for(entry.id)
         if entry.args:  # a llama-swap cmd's arguments (validated by the daemon), or a reload's
             base = merge_flags(base, entry.args)
+        base = model_base_args(entry, base)  # discovery's: projector, embedding, trained ctx
         merged = merge_flags(base, user_flags)
         resolved = (sidecar_key(entry.key_id, merged), entry, merged)
         if len(self._keys) >= _KEY_CACHE_SIZE:
@@ -243,6 +246,7 @@ class Pool:
                     fut.set_exception(self._rejection(e))
             elif isinstance(e, Start):
                 entry, merged = self._specs[e.key]
+                self._started_with[e.key] = entry
                 self._children.start(e.key, entry, merged)
             elif isinstance(e, Stop):
                 self._children.stop(e.key, e.reason)
@@ -336,6 +340,38 @@ class Pool:
         self._timer_at = None
         self._dispatch(self._sched.tick, max(deadline, time.monotonic()))
 
+    # ------------------------------------------------------------ model rescans
+
+    def replace_catalog(self, catalog: ModelCatalog) -> list[str]:
+        """Serve ``catalog`` from now on. Sidecars of models that went away or changed (a new
+        file, size, mtime or projector) are retired: they finish their requests in flight,
+        then stop; the next request starts a fresh one. Returns the retired keys.
+
+        Used by config reloads (a changed model's entry also has a new key) and model rescans.
+        """
+        self.catalog = catalog
+        self._keys.clear()
+        self._model_base.clear()
+        for key, (entry, merged) in list(self._specs.items()):
+            if entry.id in catalog:  # waiters not started yet get the new entry
+                self._specs[key] = (catalog.models[entry.id], merged)
+        live = {c.key for c in self._children}
+        for key in [k for k in self._started_with if k not in live]:
+            del self._started_with[key]
+        retired: list[str] = []
+        now = time.monotonic()
+        for child in self._children:
+            new = catalog.models.get(child.model_id)
+            if child.stopping or (new is not None and new == self._started_with.get(child.key)):
+                continue
+            log.info(
+                "%s for %s: model %s; stopping it once idle",
+                *(child.key[:12], child.model_id, "removed" if new is None else "changed"),
+            )
+            retired.append(child.key)
+            self._dispatch(self._sched.retire, child.key, now)
+        return retired
+
     # -------------------------------------------------------------- operator view
 
     def sidecars(self) -> list[SidecarInfo]:
@@ -354,13 +390,6 @@ class Pool:
         """Stop every sidecar of ``model_id``; UnknownModelError if nobody configured it."""
         self.catalog.get(model_id)
         return await self._stop_children([c for c in self._children if c.model_id == model_id])
-
-    def replace_catalog(self, catalog: ModelCatalog) -> None:
-        """Serve ``catalog`` from now on (a config reload): running children stay; requests
-        resolve against the new entries (a changed model's entry has a new key)."""
-        self.catalog = catalog
-        self._keys.clear()
-        self._model_base.clear()
 
     async def stop_all(self) -> list[SidecarInfo]:
         """Stop every sidecar; the pool stays open and starts new ones on demand."""

@@ -8,7 +8,8 @@ Rules:
 
 - A ready sidecar for the request's key serves it at once (the fast path), unless its model
   has ``concurrency`` requests in flight (the request waits, then ``concurrency_limit``) or
-  the sidecar is draining (below).
+  the sidecar is draining (below). A retired sidecar (its model's file changed or went away)
+  drains the same way.
 - Concurrent first requests for one key start it once; all its waiters are granted when it is
   ready, or all rejected with the start error.
 - Room is counted in resources (``admission``): one ``slots`` unit per live child against
@@ -30,6 +31,8 @@ Rules:
   groups' members unless those are ``persistent``. Pinned sidecars are never stopped for
   another one, nor by their TTL; others are stopped after ``ttl`` seconds idle.
 - Only an explicit stop, a child's exit or shutdown ends a sidecar that has requests in flight.
+- A retired sidecar (its model's file changed or went away) finishes what it has in flight and
+  then stops; meanwhile new requests for its key wait for its successor.
 """
 
 from __future__ import annotations
@@ -249,6 +252,19 @@ class Scheduler:
         sc.state = SidecarState.STOPPING
         return [Stop(key, "requested")]
 
+    def retire(self, key: str, now: float) -> list[Effect]:
+        """The child of ``key`` runs an outdated model: stop it now if idle (or starting),
+        else once its requests in flight are done."""
+        sc = self._sidecars.get(key)
+        if sc is None or sc.state is SidecarState.STOPPING:
+            return []
+        if sc.state is SidecarState.STARTING or sc.in_flight == 0:
+            sc.state = SidecarState.STOPPING
+            return [Stop(key, "retired")]
+        # takes nothing new; stopped by _drain once its last request ends
+        sc.draining = sc.retiring = True
+        return []
+
     def tick(self, now: float) -> list[Effect]:
         """Time passed: queue timeouts, TTLs, and the starvation bound."""
         expired = [w for w in self._waiters.values() if w.deadline <= now and not self._bound(w)]
@@ -361,7 +377,7 @@ class Scheduler:
         for sc in self._sidecars.values():
             if sc.draining and sc.state is SidecarState.READY and sc.in_flight == 0:
                 sc.state = SidecarState.STOPPING
-                effects.append(Stop(sc.key, "drain"))
+                effects.append(Stop(sc.key, "retired" if sc.retiring else "drain"))
         if not self.shutting_down:
             effects += self._admit(now)
         return effects

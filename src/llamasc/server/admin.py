@@ -56,6 +56,10 @@ def sidecar_json(info: SidecarInfoLike) -> dict[str, Any]:
     }
 
 
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def _prefix(request: Request) -> str:
     prefix = str(request.path_params["hash"]).lower()
     if not _HASH_PREFIX.fullmatch(prefix):
@@ -80,6 +84,7 @@ class Admin:
             Route("/models/load", self.load, methods=["POST"]),
             Route("/models/unload", self.unload, methods=["POST"]),
             Route("/props", self.props, methods=["GET"]),
+            Route("/models", self.reload_models, methods=["POST"]),  # ?reload=1 (discovery)
             Route("/sidecars", self.sidecars, methods=["GET"]),
             Route("/sidecars", self.stop_many, methods=["DELETE"]),
             Route("/sidecars/{hash}", self.sidecar, methods=["GET"]),
@@ -108,7 +113,16 @@ class Admin:
             status_code=503 if st.draining else 200,
         )
 
+    async def reload_models(self, request: Request) -> JSONResponse:
+        """``POST /models?reload=1``: rescan the models folders and caches now."""
+        if not _truthy(request.query_params.get("reload")):
+            raise RequestError("POST /models only rescans the models: send ?reload=1")
+        report = await self.state.rescan_models()
+        return JSONResponse(report.json())
+
     async def models(self, request: Request) -> JSONResponse:
+        if _truthy(request.query_params.get("reload")):  # llama.cpp's router: GET ?reload=1
+            await self.state.rescan_models()
         return await list_models(self.state)
 
     async def load(self, request: Request) -> JSONResponse:

@@ -24,14 +24,15 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
-from llamasc.config import ModelCatalog, ModelEntry, discover_models, find_llama_server
+from llamasc.config import ModelCatalog, find_llama_server
 from llamasc.config.settings import Settings, check_bind_security
 from llamasc.errors import ConfigError, FlagError
 from llamasc.flags import DEFAULT_BASE_ARGS, FlagPolicy, fix_legacy_base_args, validate_flags
 from llamasc.server._httpbounds import BoundedHttpToolsProtocol, HttpBounds, default_max_connections
 from llamasc.server.app import LlamascApp, create_app
 from llamasc.server.cors import split_cors_origins
-from llamasc.server.state import LlamaServerInfo
+from llamasc.server.rescan import ModelRescanner, rescan_logged
+from llamasc.server.state import DaemonState, LlamaServerInfo
 
 if TYPE_CHECKING:
     from llamasc.pool.child import Launcher
@@ -76,61 +77,10 @@ def probe_version(binary: Path, timeout: float = VERSION_TIMEOUT) -> str:
 
 
 def build_catalog(settings: Settings) -> ModelCatalog:
-    """Discovered models (model map, models dir or the demo) plus the config file's ``models``."""
-    extra = {mid: m for mid, m in settings.models.items() if m.path is not None}
-    if extra and not settings.model_map_file and not settings.models_dir:
-        catalog = ModelCatalog()  # models listed in the config file replace the demo model
-    else:
-        catalog = discover_models(
-            model_map_file=settings.model_map_file, models_dir=settings.models_dir
-        )
-    entries = dict(catalog.models)
-    for model_id, m in settings.models.items():
-        known = entries.get(model_id)
-        args = _model_args(model_id, m.args)
-        if m.path is not None:
-            entries[model_id] = ModelEntry(
-                id=model_id, path=m.path, env=m.env, source="config", args=args
-            )
-        elif known is not None:
-            entries[model_id] = ModelEntry(
-                id=model_id,
-                path=known.path,
-                env={**known.env, **m.env},
-                source=known.source,
-                args=args or known.args,
-            )
-        else:
-            raise ConfigError(
-                f"models -> {model_id}: no such model (give it a path, or configure it via "
-                "MODEL_DIR_MAP_FILE / --models-dir)"
-            )
-    return ModelCatalog(entries, aliases=_aliases(settings, entries))
+    """Every model the settings name (see :mod:`llamasc.config.catalog`)."""
+    from llamasc.config.catalog import build_catalog as build
 
-
-def _model_args(model_id: str, args: tuple[str, ...]) -> tuple[str, ...]:
-    """A model's own operator flags (a llama-swap cmd's), checked like BASE_ARGS."""
-    if not args:
-        return ()
-    validation = validate_flags(list(args), FlagPolicy.operator())
-    if not validation.ok:
-        raise ConfigError(f"models -> {model_id} -> args (cmd): " + "; ".join(validation.problems))
-    return tuple(validation.canonical) if validation.canonical else tuple(args)
-
-
-def _aliases(settings: Settings, entries: dict[str, ModelEntry]) -> dict[str, str]:
-    """Every model's aliases (and setParamsByID names) -> its id; a clash is an error."""
-    out: dict[str, str] = {}
-    for model_id, m in settings.models.items():
-        names = [*m.aliases, *(k for k in m.filters.set_params_by_id if k != model_id)]
-        for alias in names:
-            if alias in entries:
-                raise ConfigError(f"models -> {model_id} -> aliases: {alias!r} is a model id")
-            if out.setdefault(alias, model_id) != model_id:
-                raise ConfigError(
-                    f"models -> {model_id} -> aliases: {alias!r} is also an alias of {out[alias]!r}"
-                )
-    return out
+    return build(settings).catalog
 
 
 def resolve_base_args(settings: Settings) -> tuple[tuple[str, ...], list[str]]:
@@ -350,7 +300,8 @@ class Daemon:
         binary = find_llama_server(
             settings.llama_server_bin, os.environ, source=settings.source_of("llama_server_bin")
         )
-        catalog = build_catalog(settings)
+        rescanner = _model_rescanner(settings)
+        catalog = rescanner.discovered.catalog
         base_args, notes = resolve_base_args(settings)
         policy = build_policy(settings, base_args)
         info = LlamaServerInfo(path=binary, version=probe_version(binary))
@@ -371,6 +322,7 @@ class Daemon:
         self.app = create_app(
             settings, self.pool, catalog=catalog, llama_server=info, policy=policy
         )
+        self.app.llamasc.rescanner = rescanner
         self.socks = listen_sockets(settings)
         self.sock = self.socks[0]
         more = [f"also listening on {_url(s)}" for s in self.socks[1:]]
@@ -411,10 +363,14 @@ class Daemon:
         """Serve until stopped, then stop every child (also after a forced exit)."""
         self.loop = asyncio.get_running_loop()
         hooks = install_reload_hooks(self)
+        watcher = None
         try:
             await self.app.llamasc.startup()  # before serving: a failure is one clear error
+            watcher = _start_model_rescans(self.app.llamasc)
             await self.server.serve(sockets=self.socks)
         finally:
+            if watcher is not None:
+                watcher.cancel()
             for task in hooks:
                 task.cancel()
             await self.reloader.settle()
@@ -426,6 +382,30 @@ class Daemon:
         """Begin a graceful shutdown, as SIGTERM would (safe from another thread)."""
         self.app.llamasc.draining = True
         self.server.should_exit = True
+
+
+def _model_rescanner(settings: Settings) -> ModelRescanner:
+    """Discover the models once at start-up (strict: a bad setting is an error), keeping the
+    header cache for later rescans."""
+    from llamasc.config.catalog import build_catalog as build
+    from llamasc.config.discovery import Scanner
+
+    scanner = Scanner()
+    found = build(settings, scanner=scanner)
+    for bad in found.bad:
+        log.warning("skipping %s: %s", bad.path, bad.error)
+    return ModelRescanner(scanner, found)
+
+
+def _start_model_rescans(state: DaemonState) -> asyncio.Task[None] | None:
+    """``--watch-models`` polls the models folders (SIGHUP: :func:`install_reload_hooks`).
+    Returns the poller."""
+    rescanner = state.rescanner
+    if not state.settings.watch_models or rescanner is None:
+        return None
+    return asyncio.create_task(
+        rescanner.watch(state, state.settings.watch_interval), name="watch-models"
+    )
 
 
 def install_reload_hooks(daemon: Daemon) -> list[asyncio.Task[None]]:
@@ -451,7 +431,10 @@ def install_reload_hooks(daemon: Daemon) -> list[asyncio.Task[None]]:
 
 
 async def _reload(daemon: Daemon) -> None:
+    """SIGHUP: re-read the config (models, filters, keys...), then rescan the models folders
+    (added, removed and changed files), in that order: the config may name other folders."""
     await daemon.reload_config()
+    await rescan_logged(daemon.app.llamasc)
 
 
 def run(

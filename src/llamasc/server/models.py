@@ -26,6 +26,7 @@ from llamasc.config.swapfields import ModelSwapFields
 from llamasc.errors import LlamascError, RequestError, UnknownModelError
 from llamasc.server._request import header_text
 from llamasc.server._types import SidecarInfoLike
+from llamasc.server.model_meta import model_meta_json
 from llamasc.server.state import DaemonState
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ def model_entry(
         "aliases": [],
         "tags": list(dict.fromkeys(_tags_of(base) + (list(ms.tags) if ms else []))),
         "status": status,
+        "meta": model_meta_json(st.catalog.models[model_id]),
         "sidecars": [
             {
                 "hash": i.hash,
@@ -96,7 +98,7 @@ def swap_listing(
     if extra.description:
         entry["description"] = extra.description
     if extra.metadata:
-        entry["meta"] = {"llamaswap": dict(extra.metadata)}
+        entry["meta"] = {**entry.get("meta", {}), "llamaswap": dict(extra.metadata)}
     if extra.capabilities:
         entry["capabilities"] = dict(extra.capabilities)
     if not with_aliases:

@@ -119,15 +119,19 @@ class _Call:
 def find_timings(before: bytes, last: bytes) -> dict[str, Any] | None:
     """llama-server's ``timings`` object from the end of a response, parsing only the tail."""
     blob = before[-_TAIL:] + last[-_TAIL:] if len(last) < _TAIL else last[-_TAIL:]
-    at = blob.rfind(_TIMINGS)
-    if at < 0:
-        return None
-    try:
-        text = blob[at + len(_TIMINGS) :].decode("utf-8", "replace").lstrip()
-        value, _ = _DECODER.raw_decode(text)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
+    at = len(blob)
+    for _ in range(4):  # the last key named "timings" whose value is an object (a key inside
+        at = blob.rfind(_TIMINGS, 0, at)  # timings, or a generated text, may say it too)
+        if at < 0:
+            return None
+        try:
+            text = blob[at + len(_TIMINGS) :].decode("utf-8", "replace").lstrip()
+            value, _ = _DECODER.raw_decode(text)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return None
 
 
 class Proxy:

@@ -9,7 +9,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llamasc.config import ModelCatalog
 from llamasc.config.settings import Settings
@@ -17,6 +17,9 @@ from llamasc.server._types import PoolLike
 from llamasc.server.flaggate import FlagGate
 from llamasc.server.upstream import Upstreams
 from llamasc.server.upstream_conn import Timeouts
+
+if TYPE_CHECKING:
+    from llamasc.server.rescan import ModelRescanner, RescanReport
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +88,7 @@ class DaemonState:
         self._old_peers: list[Any] = []
         self._pool_started = False
         self._closed = False
+        self.rescanner: ModelRescanner | None = None  # set by the daemon (model discovery)
 
     def apply_reload(self, settings: Settings, catalog: ModelCatalog) -> None:
         """A reloaded config: the models, their listing fields and filters, the API keys."""
@@ -158,6 +162,17 @@ class DaemonState:
         if not self._pool_started:
             self._pool_started = True
             await self.pool.start()
+
+    async def rescan_models(self) -> RescanReport:
+        """Rescan the models folders and caches and apply what changed (see
+        :mod:`llamasc.server.rescan`); also what SIGHUP and ``--watch-models`` run."""
+        if self.rescanner is None:
+            from llamasc.config.catalog import Discovered
+            from llamasc.config.discovery import Scanner
+            from llamasc.server.rescan import ModelRescanner
+
+            self.rescanner = ModelRescanner(Scanner(), Discovered(self.catalog))
+        return await self.rescanner.rescan(self)
 
     async def shutdown(self) -> None:
         """Refuse new requests, close upstream connections, stop every child. Idempotent."""
