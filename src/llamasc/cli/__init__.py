@@ -67,6 +67,11 @@ def _register() -> None:
     )(validate_flags.validate_flags)
     app.command("ps", help="List the sidecars of a running daemon.")(ps.ps)
     app.command("kill", help="Stop sidecars of a running daemon.")(kill.kill)
+    # observability: request history and a live view
+    from llamasc.cli import history, top
+
+    app.command("history", help="Show the daemon's request history.")(history.history)
+    app.command("top", help="A live view of a daemon's sidecars and queue.")(top.top)
     app.add_typer(bench.app, name="bench", help="Throughput sweeps: speculative/MTP on vs off.")
     app.add_typer(eval_cmd.app, name="eval", help="Accuracy: mmlu, gsm8k, humaneval, A/B.")
 

@@ -77,6 +77,14 @@ class Settings(BaseModel):
     overlap_swaps: bool = False
     models: dict[str, ModelSettings] = Field(default_factory=dict)
     flag_policy: dict[str, Any] = Field(default_factory=dict)
+    # observability (metrics, events, history) and TLS
+    observability: bool = True
+    metrics_public: bool = False
+    history: Path | None = None
+    no_history: bool = False
+    history_days: float = Field(default=14.0, gt=0)
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
 
     @field_validator("bind")
     @classmethod
@@ -149,6 +157,17 @@ class Settings(BaseModel):
     def resolved_log_dir(self) -> Path:
         return self.log_dir or self.state_home / "logs"
 
+    @property
+    def resolved_history(self) -> Path | None:
+        """The request history database, or None when it is off."""
+        if self.no_history or not self.observability:
+            return None
+        return self.history or self.state_home / "history.sqlite3"
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert_file is not None and self.tls_key_file is not None
+
 
 # field -> (environment variable, command-line option). Fields missing here come only from
 # the command line (insecure) or only from the file (models, flag_policy).
@@ -175,6 +194,13 @@ SOURCES: dict[str, tuple[str | None, str | None]] = {
     "insecure": (None, "--insecure"),
     "access_log": ("LLAMASC_ACCESS_LOG", "--access-log"),
     "overlap_swaps": ("LLAMASC_OVERLAP_SWAPS", "--overlap-swaps"),
+    "observability": ("LLAMASC_OBSERVABILITY", "--no-observability"),
+    "metrics_public": ("LLAMASC_METRICS_PUBLIC", "--metrics-public"),
+    "history": ("LLAMASC_HISTORY", "--history"),
+    "no_history": ("LLAMASC_NO_HISTORY", "--no-history"),
+    "history_days": ("LLAMASC_HISTORY_DAYS", "--history-days"),
+    "tls_cert_file": ("LLAMASC_TLS_CERT_FILE", "--tls-cert-file"),
+    "tls_key_file": ("LLAMASC_TLS_KEY_FILE", "--tls-key-file"),
 }
 
 # What a valid value looks like, for the one-line error.
@@ -193,11 +219,15 @@ _EXPECT: dict[str, str] = {
     "insecure": "true or false",
     "access_log": "true or false",
     "overlap_swaps": "true or false",
+    "observability": "true or false",
+    "metrics_public": "true or false",
+    "no_history": "true or false",
+    "history_days": "a number of days > 0",
 }
 
 _PATH_FIELDS = (
     "llama_server_bin", "model_map_file", "models_dir", "home", "state_file", "log_dir",
-    "log_file",
+    "log_file", "history", "tls_cert_file", "tls_key_file",
 )  # fmt: skip
 
 _SIZE_UNITS = {
@@ -398,6 +428,33 @@ def check_bind_security(settings: Settings) -> None:
     )
 
 
+def check_tls(settings: Settings) -> list[str]:
+    """TLS files given both or neither (ConfigError), readable; warnings for a clear-text bind."""
+    cert, key = settings.tls_cert_file, settings.tls_key_file
+    if (cert is None) != (key is None):
+        raise ConfigError(
+            "--tls-cert-file and --tls-key-file go together: give both (HTTPS) or neither"
+        )
+    for name, path in (("--tls-cert-file", cert), ("--tls-key-file", key)):
+        if path is not None and not Path(path).is_file():
+            raise ConfigError(f"{name}: no such file: {path}")
+    if cert is not None and key is not None:
+        import ssl
+
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(
+                f"--tls-cert-file/--tls-key-file: cannot load the certificate and key: {exc}"
+            ) from None
+    if cert is None and not is_loopback(settings.host):
+        return [
+            f"listening on {settings.bind} without TLS: API keys and prompts travel in clear "
+            "text (use --tls-cert-file/--tls-key-file)"
+        ]
+    return []
+
+
 __all__ = [
     "DEFAULT_BIND",
     "DEFAULT_BODY_LIMIT",
@@ -405,6 +462,7 @@ __all__ = [
     "ModelSettings",
     "Settings",
     "check_bind_security",
+    "check_tls",
     "default_home",
     "is_loopback",
     "load_settings",

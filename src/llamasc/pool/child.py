@@ -96,7 +96,7 @@ class SidecarInfo:
 class Lease:
     """The right to send requests to one ready sidecar until the lease is released."""
 
-    __slots__ = ("_child", "_pool", "key", "model_id", "port", "released", "req_id")
+    __slots__ = ("_child", "_pool", "key", "model_id", "port", "released", "req_id", "timings")
 
     def __init__(self, pool: Pool, req_id: int, child: Child) -> None:
         self._pool = pool
@@ -106,6 +106,7 @@ class Lease:
         self.model_id = child.model_id
         self.port = child.port
         self.released = False
+        self.timings: dict[str, Any] | None = None  # of this lease's answer, for the metrics
 
     @property
     def base_url(self) -> str:
@@ -119,6 +120,7 @@ class Lease:
         """Remember the ``timings`` of the last answer, shown by ``llamasc ps``."""
         if timings is not None:
             self._child.last_timings = timings
+            self.timings = timings
 
     def __repr__(self) -> str:
         return f"<Lease {self.model_id} {self.key[:12]} port={self.port}>"

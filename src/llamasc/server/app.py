@@ -26,6 +26,7 @@ from llamasc.server._types import PoolLike
 from llamasc.server.admin import Admin
 from llamasc.server.envelope import MethodNotAllowedError, error_bytes, send_error
 from llamasc.server.flaggate import FlagGate
+from llamasc.server.observing import Observing, is_public
 from llamasc.server.relay import AUTH_MESSAGE, PROXY_PATHS, Proxy
 from llamasc.server.state import DaemonState, LlamaServerInfo
 
@@ -46,6 +47,7 @@ class _RequireKey:
             scope["type"] == "http"
             and self.state.auth_required
             and scope["path"] not in _OPEN_PATHS
+            and not is_public(scope["path"], scope["query_string"], self.state)
         ):
             auth = next((v for k, v in scope["headers"] if k == b"authorization"), None)
             if not self.state.authorized(auth):
@@ -103,7 +105,7 @@ class LlamascApp(Starlette):
                 await state.shutdown()
 
         super().__init__(
-            routes=Admin(state).routes(),
+            routes=[*Admin(state).routes(), *Observing(state).routes()],
             middleware=[Middleware(_RequireKey, state=state)],
             exception_handlers={
                 LlamascError: _on_llamasc_error,

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import uvicorn
 
 from llamasc.config import ModelCatalog, ModelEntry, discover_models, find_llama_server
-from llamasc.config.settings import Settings, check_bind_security
+from llamasc.config.settings import Settings, check_bind_security, check_tls
 from llamasc.errors import ConfigError, FlagError
 from llamasc.flags import DEFAULT_BASE_ARGS, FlagPolicy, fix_legacy_base_args, validate_flags
 from llamasc.server.app import LlamascApp, create_app
@@ -140,10 +140,10 @@ def listen_socket(settings: Settings) -> socket.socket:
     return sock
 
 
-def _url(sock: socket.socket) -> str:
+def _url(sock: socket.socket, *, tls: bool = False) -> str:
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}"
+    return f"{'https' if tls else 'http'}://{shown}:{port}"
 
 
 class _Server(uvicorn.Server):
@@ -195,6 +195,8 @@ def _uvicorn_config(app: LlamascApp, settings: Settings) -> uvicorn.Config:
         # "server disconnected". 75 s is what nginx and most load balancers use.
         timeout_keep_alive=75,
         log_level=settings.log_level.lower(),
+        ssl_certfile=str(settings.tls_cert_file) if settings.tls else None,
+        ssl_keyfile=str(settings.tls_key_file) if settings.tls else None,
     )
 
 
@@ -213,6 +215,9 @@ class Daemon:
         from llamasc.pool.pool import Pool
 
         check_bind_security(settings)
+        tls_notes = check_tls(settings)
+        for note in tls_notes:
+            log.warning("%s", note)
         binary = find_llama_server(settings.llama_server_bin, os.environ)
         catalog = build_catalog(settings)
         base_args, notes = resolve_base_args(settings)
@@ -235,7 +240,8 @@ class Daemon:
             settings, self.pool, catalog=catalog, llama_server=info, policy=policy
         )
         self.sock = listen_socket(settings)
-        self.info = ServeInfo(_url(self.sock), catalog.ids(), info, base_args, notes)
+        url = _url(self.sock, tls=settings.tls)
+        self.info = ServeInfo(url, catalog.ids(), info, base_args, [*notes, *tls_notes])
         self._on_ready = on_ready
         self.uv_config = _uvicorn_config(self.app, settings)
         self.server = _Server(self.uv_config, self.app, self._started)

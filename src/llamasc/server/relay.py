@@ -178,10 +178,15 @@ class Proxy:
         except LlamascError as exc:
             await send_error(send, exc)
             return
+        rec = st.observer.begin(scope, model, flags, send) if st.observer else None
+        if rec is not None:
+            send = rec.send
         call = _Call(asyncio.current_task(), receive)
         timer = asyncio.get_running_loop().call_later(WATCH_AFTER, call.watch)
         try:
             async with st.pool.lease(model, flags) as lease:
+                if rec is not None:
+                    rec.leased(lease)
                 await self._forward(
                     scope, send, lease, method=method.encode(), body=body, fwd=fwd, call=call
                 )
@@ -205,6 +210,8 @@ class Proxy:
             timer.cancel()
             if call.watcher is not None:
                 call.watcher.cancel()
+            if rec is not None:
+                rec.finish(call.client_gone)
 
     def _props_model(self, scope: Scope) -> str:
         """The model of ``GET /props``: ``?model=``, or the only model there is."""

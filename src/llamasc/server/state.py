@@ -12,6 +12,7 @@ from llamasc.config import ModelCatalog
 from llamasc.config.settings import Settings
 from llamasc.server._types import PoolLike
 from llamasc.server.flaggate import FlagGate
+from llamasc.server.observing import build_observer
 from llamasc.server.upstream import Upstreams
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,8 @@ class DaemonState:
         self.started_at = time.time()
         self._started_mono = time.monotonic()
         self.draining = False
+        # metrics, events and history (None with --no-observability)
+        self.observer = build_observer(settings, pool)
         self._pool_started = False
         self._closed = False
 
@@ -73,6 +76,8 @@ class DaemonState:
         """Start the pool once (reaps leftovers of an earlier daemon)."""
         if not self._pool_started:
             self._pool_started = True
+            if self.observer is not None:
+                self.observer.start()
             await self.pool.start()
 
     async def shutdown(self) -> None:
@@ -84,6 +89,8 @@ class DaemonState:
         await self.upstreams.aclose()
         await self.pool.close(grace=self.settings.stop_grace)
         log.info("all sidecars stopped")
+        if self.observer is not None:
+            self.observer.close()
 
 
 __all__ = ["DaemonState", "LlamaServerInfo"]
