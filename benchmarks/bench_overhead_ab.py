@@ -6,6 +6,9 @@ llama-server are the reference. Rounds of 1-token chat completions in a new rand
 round; reported: each daemon's added latency (paired median against direct) and B minus A.
 
 Usage: python benchmarks/bench_overhead_ab.py --a OTHER/src [--b src]   (BENCH_AB_N=300)
+       python benchmarks/bench_overhead_ab.py --observability
+         (one src: A without metrics, events and history, B with them; the target is
+         b_minus_a_ms_median_paired <= 0.1)
 """
 
 from __future__ import annotations
@@ -29,16 +32,28 @@ PATH = "/v1/chat/completions"
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--a", type=Path, required=True, help="src directory of daemon A")
+    ap.add_argument("--a", type=Path, help="src directory of daemon A")
     ap.add_argument("--b", type=Path, default=h.ROOT / "src", help="src directory of daemon B")
+    ap.add_argument(
+        "--observability",
+        action="store_true",
+        help="A = B's src with --no-observability: what metrics, events and history cost",
+    )
     args = ap.parse_args()
+    env_a: dict[str, str] = {}
+    if args.observability:
+        args.a = args.a or args.b
+        env_a["LLAMASC_OBSERVABILITY"] = "0"
+    elif args.a is None:
+        ap.error("--a is required (or --observability)")
     for src in (args.a, args.b):
         if not (src / "llamasc" / "__init__.py").is_file():
             raise SystemExit(f"{src}: not a src directory with llamasc in it")
     binary, smol = h.llama_server_bin(), h.smollm2()
+    env_a["PYTHONPATH"] = str(args.a.resolve())
     with (
         b.direct(binary, smol) as d_url,
-        b.daemon({"smol": smol}, 1, binary, PYTHONPATH=str(args.a.resolve())) as (a_url, _),
+        b.daemon({"smol": smol}, 1, binary, **env_a) as (a_url, _),
         b.daemon({"smol": smol}, 1, binary, PYTHONPATH=str(args.b.resolve())) as (b_url, _),
         httpx.Client(timeout=60) as c,
     ):
@@ -55,6 +70,7 @@ def main() -> None:
         "n": N,
         "a": str(args.a),
         "b": str(args.b),
+        "a_observability": env_a.get("LLAMASC_OBSERVABILITY", "default"),
         "added_ms_median_paired": {
             "a": round(h.paired_median_ms(times, "a", "direct"), 3),
             "b": round(h.paired_median_ms(times, "b", "direct"), 3),

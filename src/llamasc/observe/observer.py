@@ -209,6 +209,7 @@ class Observer:
         if self.bus.active:
             self.bus.publish(
                 "request_finished",
+                started=rec.wall0,
                 model=model,
                 sidecar=sidecar,
                 route=rec.route,

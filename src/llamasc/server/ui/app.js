@@ -293,7 +293,7 @@ function onEvent(type, ev) {
     state.inFlight = ev.in_flight || {};
     renderWaiting();
   } else if (type === "request_finished") {
-    addPoint(ev.model, ev.time, ev.tokens_per_second, ev.ttft);
+    addPoint(ev.model, ev.started, ev.tokens_per_second, ev.ttft);
     drawCharts();
     refreshSoon();
   }
