@@ -75,3 +75,43 @@ def test_request_counter_and_histogram() -> None:
     route = (("model", "m1"), ("route", "/v1/chat/completions"))
     assert got[("llamasc_request_seconds_count", route)] == 4
     assert abs(got[("llamasc_request_seconds_sum", route)] - 1.56) < 1e-9
+
+
+def test_the_grafana_dashboard_uses_only_names_we_export() -> None:
+    import json
+    import re
+    from pathlib import Path
+
+    snap = Snapshot(
+        sidecars_by_state={"ready": 1},
+        waiting={"m": 1},
+        in_flight={"m": 1},
+        sidecar_memory={("s", "host", "actual"): 1.0},
+        slot_cache={"s": 1.0},
+        host_memory={"total": 1.0},
+        gpu_memory={("cuda0", "used"): 1.0},
+        gpu_utilization={"cuda0": 0.5},
+    )
+    m = Metrics(lambda: snap)
+    timings = {"prompt_n": 1, "predicted_n": 2, "prompt_per_second": 1.0}
+    m.timings(
+        "m", "s", {**timings, "predicted_per_second": 1.0, "draft_n": 2, "draft_n_accepted": 1}
+    )
+    m.count_request("m", "/r", 200, 0.1)
+    m.ttft.labels("m").observe(0.1)
+    m.queue_wait.labels("m").observe(0.1)
+    m.loads.labels("m", "request").inc()
+    m.load_seconds.labels("m").observe(1)
+    m.evictions.labels("m", "lru").inc()
+    m.restarts.labels("m").inc()
+    exported = {n for n, _ in samples(m.render())}
+    root = Path(__file__).resolve().parents[2]
+    dash = json.loads((root / "docs" / "grafana-llamasc.json").read_text())
+    used = {
+        name
+        for panel in dash["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"llamasc_[a-z_]+", target["expr"])
+    }
+    assert used, "the dashboard has no queries"
+    assert used <= exported, used - exported
