@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import subprocess
 from pathlib import Path
 
@@ -31,7 +32,8 @@ def test_https_serves_with_the_given_certificate(
 ) -> None:
     d = daemon_factory(tls_cert_file=str(cert[0]), tls_key_file=str(cert[1]))
     assert d.url.startswith("https://127.0.0.1:")
-    with httpx.Client(base_url=d.url, verify=str(cert[0]), timeout=30) as c:
+    trust = ssl.create_default_context(cafile=str(cert[0]))
+    with httpx.Client(base_url=d.url, verify=trust, timeout=30) as c:
         assert c.get("/health").status_code == 200
         assert c.post("/v1/chat/completions", json=chat("m1")).status_code == 200
     with pytest.raises(httpx.ConnectError):  # an untrusted certificate is refused by clients

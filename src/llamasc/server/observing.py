@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 UI_DIR = Path(__file__).parent / "ui"
 PING_EVERY = 15.0
+DRAIN_CHECK = 1.0
 LOG_POLL = 0.5
 _MAX_ACTIVITY = 10000
 
@@ -135,12 +136,19 @@ class Observing:
         try:
             for event in first:
                 yield event.sse()
-            while not sub.closed:
+            quiet = 0.0
+            # Checked each second: a draining daemon ends its streams, or they would hold
+            # its shutdown for the whole grace period.
+            while not sub.closed and not self.state.draining:
                 try:
-                    events = await asyncio.wait_for(sub.get(), PING_EVERY)
+                    events = await asyncio.wait_for(sub.get(), DRAIN_CHECK)
                 except TimeoutError:
-                    yield b": ping\n\n"
+                    quiet += DRAIN_CHECK
+                    if quiet >= PING_EVERY:
+                        quiet = 0.0
+                        yield b": ping\n\n"
                     continue
+                quiet = 0.0
                 for event in events:
                     yield event.sse()
         finally:
