@@ -3,8 +3,10 @@ llama-server: every value checked after known requests."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -321,3 +323,46 @@ def test_the_dashboard_is_served_from_the_package(daemon: Any) -> None:
         assert c.get("/ui/nope.js").status_code == 404
         memory = c.get("/api/memory").json()
         assert memory["devices"]["host"]["total"] > 0
+
+
+def test_a_client_that_does_not_read_never_slows_the_daemon(daemon: Any) -> None:
+    """A stalled /api/events client: its buffer stays bounded, requests stay fast, and when it
+    reads again it is told how many events it lost."""
+    import socket
+
+    host, port = daemon.url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)))
+    try:
+        sock.sendall(b"GET /api/events HTTP/1.1\r\nHost: x\r\n\r\n")
+        observer = daemon.daemon.app.llamasc.observer
+        wait_until(lambda: observer.bus.active, 10, "the subscription")
+        blob = "x" * 10000
+        for i in range(5000):  # ~50 MB: far more than the socket buffers hold
+            observer.bus.publish_threadsafe("noise", n=i, blob=blob)
+        (sub,) = observer.bus._subs
+        wait_until(lambda: sub.dropped > 0, 30, "events to be dropped")
+        assert len(sub.buffer) <= observer.bus.buffer
+        t0 = time.monotonic()
+        with httpx.Client(base_url=daemon.url, timeout=30) as c:
+            assert c.post("/v1/chat/completions", json=chat("m1")).status_code == 200
+            assert c.get("/health").status_code == 200
+        assert time.monotonic() - t0 < 10
+        # now read it all: somewhere in it is the count of what was lost
+        sock.settimeout(5)
+        chunks: list[bytes] = []
+        while True:
+            try:
+                chunk = sock.recv(1 << 20)
+            except TimeoutError:
+                break
+            chunks.append(chunk)
+            if not chunk or b"request_finished" in chunks[-1][-20000:]:
+                break
+        data = b"".join(chunks)
+        assert b"event: dropped" in data
+        at = data.index(b"event: dropped")
+        line = data[at:].split(b"\n", 2)[1]
+        assert json.loads(line.removeprefix(b"data: "))["count"] > 0
+        assert b"request_finished" in data[at:]  # the newest events survive, after the report
+    finally:
+        sock.close()

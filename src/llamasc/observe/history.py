@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 MAX_PENDING = 10000
 _BATCH = 500
+_BATCH_PAUSE = 0.25
 _PRUNE_EVERY = 3600.0
 _STOP = object()
 
@@ -211,9 +212,13 @@ class History:
                 with contextlib.suppress(sqlite3.Error):
                     self._prune(db)
                 last_prune = time.monotonic()
-            for i in items:
-                if isinstance(i, threading.Event):
-                    i.set()
+            markers = [i for i in items if isinstance(i, threading.Event)]
+            for marker in markers:
+                marker.set()
+            if not stop and not markers:
+                # Rows that arrive meanwhile go in the next transaction: one commit per
+                # request would cost the daemon's CPU more than the inserts themselves.
+                time.sleep(_BATCH_PAUSE)
         if db is not None:
             db.close()
 
