@@ -200,6 +200,7 @@ class Metrics:
         r.register(StateCollector(snapshot))
         self._req_children: dict[tuple[str, str, str], Any] = {}
         self._dur_children: dict[tuple[str, str], Any] = {}
+        self._children: dict[tuple[Any, ...], Any] = {}
 
     def count_request(self, model: str, route: str, status: int, seconds: float) -> None:
         """One finished request (label children cached: this runs per request)."""
@@ -214,24 +215,38 @@ class Metrics:
             dur = self._dur_children[dkey] = self.request_seconds.labels(*dkey)
         dur.observe(seconds)
 
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, cached: it takes a lock and builds a key each call."""
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def observe_waits(self, model: str, ttft: float | None, queue_wait: float | None) -> None:
+        if ttft is not None:
+            self._child(self.ttft, model).observe(ttft)
+        if queue_wait is not None:
+            self._child(self.queue_wait, model).observe(queue_wait)
+
     def timings(self, model: str, sidecar: str, timings: Mapping[str, Any]) -> None:
         """llama-server's ``timings`` of one answer."""
         prompt_n = timings.get("prompt_n")
         predicted_n = timings.get("predicted_n")
         if isinstance(prompt_n, int | float) and prompt_n > 0:
-            self.prompt_tokens.labels(model, sidecar).inc(prompt_n)
+            self._child(self.prompt_tokens, model, sidecar).inc(prompt_n)
         if isinstance(predicted_n, int | float) and predicted_n > 0:
-            self.completion_tokens.labels(model, sidecar).inc(predicted_n)
+            self._child(self.completion_tokens, model, sidecar).inc(predicted_n)
         pps = timings.get("prompt_per_second")
         if isinstance(pps, int | float) and pps > 0:
-            self.prompt_tps.labels(model, sidecar).set(pps)
+            self._child(self.prompt_tps, model, sidecar).set(pps)
         dps = timings.get("predicted_per_second")
         if isinstance(dps, int | float) and dps > 0:
-            self.decode_tps.labels(model, sidecar).set(dps)
+            self._child(self.decode_tps, model, sidecar).set(dps)
         drafted = timings.get("draft_n")
         accepted = timings.get("draft_n_accepted")
         if isinstance(drafted, int | float) and drafted > 0 and isinstance(accepted, int | float):
-            self.acceptance.labels(model, sidecar).set(accepted / drafted)
+            self._child(self.acceptance, model, sidecar).set(accepted / drafted)
 
     def forget_sidecar(self, model: str, sidecar: str) -> None:
         """A sidecar is gone: its last-answer gauges would only mislead."""

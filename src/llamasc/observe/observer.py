@@ -188,10 +188,7 @@ class Observer:
             ttft = wait + timings["prompt_ms"] / 1000.0
         m = self.metrics
         m.count_request(model, rec.route, status, duration)
-        if ttft is not None:
-            m.ttft.labels(model).observe(ttft)
-        if queue_wait is not None:
-            m.queue_wait.labels(model).observe(queue_wait)
+        m.observe_waits(model, ttft, queue_wait)
         prompt_n = completion_n = tps = None
         if timings:
             m.timings(model, sidecar, timings)
