@@ -53,6 +53,21 @@ def _ensure_sshd(session: nox.Session) -> None:
     )
 
 
+def _ensure_chromium(session: nox.Session) -> None:
+    """The dashboard's browser test drives a headless Chromium; install Debian's if missing."""
+    if any(shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")):
+        return
+    if sys.platform != "linux" or not shutil.which("apt-get") or os.geteuid() != 0:
+        session.warn("no chromium and cannot apt-get install it: the browser test will fail")
+        return
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    session.run("apt-get", "update", "-qq", external=True, env=env)
+    session.run(
+        "apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium",
+        external=True, env=env,
+    )  # fmt: skip
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
     session.install("ruff>=0.6")
@@ -70,6 +85,7 @@ def typecheck(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     _install_project(session)
     _ensure_sshd(session)
+    _ensure_chromium(session)
     session.run("ruff", "check", "src", "tests", "benchmarks", "noxfile.py")
     session.run("ruff", "format", "--check", "src", "tests", "benchmarks", "noxfile.py")
     session.run("mypy", "--strict", "src/llamasc")

@@ -72,6 +72,11 @@ def _register() -> None:
     app.command("models", help="List discovered models with their GGUF metadata.")(
         models_cmd.models
     )
+    # observability: request history and a live view
+    from llamasc.cli import history, top
+
+    app.command("history", help="Show the daemon's request history.")(history.history)
+    app.command("top", help="A live view of a daemon's sidecars and queue.")(top.top)
     app.add_typer(bench.app, name="bench", help="Throughput sweeps: speculative/MTP on vs off.")
     app.add_typer(eval_cmd.app, name="eval", help="Accuracy: mmlu, gsm8k, humaneval, A/B.")
     from llamasc.cli import config as config_cmd  # issue 13: llama-swap configs

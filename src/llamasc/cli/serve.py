@@ -319,6 +319,44 @@ _LogLevel = Annotated[
     ),
 ]
 
+# --- observability and TLS
+_History = Annotated[
+    _Text,
+    _opt(
+        "--history",
+        env="LLAMASC_HISTORY",
+        metavar="PATH",
+        help="Request history database [default: history.sqlite3 in the state directory].",
+    ),
+]
+_HistoryDays = Annotated[
+    _Text,
+    _opt(
+        "--history-days",
+        env="LLAMASC_HISTORY_DAYS",
+        metavar="DAYS",
+        help="Keep request history this many days [default: 14].",
+    ),
+]
+_TlsCert = Annotated[
+    _Text,
+    _opt(
+        "--tls-cert-file",
+        env="LLAMASC_TLS_CERT_FILE",
+        metavar="PATH",
+        help="Serve HTTPS with this certificate (PEM; with --tls-key-file).",
+    ),
+]
+_TlsKey = Annotated[
+    _Text,
+    _opt(
+        "--tls-key-file",
+        env="LLAMASC_TLS_KEY_FILE",
+        metavar="PATH",
+        help="The private key of --tls-cert-file (PEM).",
+    ),
+]
+
 
 _ConfigDir = Annotated[
     _Text,
@@ -396,6 +434,27 @@ def serve(
     ] = False,
     slot_cache_min_tokens: _SlotCacheMinTokens = None,
     slot_cache_size: _SlotCacheSize = None,
+    history: _History = None,
+    history_days: _HistoryDays = None,
+    no_history: Annotated[
+        bool, typer.Option("--no-history", help="Keep no request history. Env LLAMASC_NO_HISTORY.")
+    ] = False,
+    metrics_public: Annotated[
+        bool,
+        typer.Option(
+            "--metrics-public",
+            help="Serve GET /metrics without the API key (a scraper on a trusted network).",
+        ),
+    ] = False,
+    no_observability: Annotated[
+        bool,
+        typer.Option(
+            "--no-observability",
+            help="No metrics, events or history (the leanest proxy). Env LLAMASC_OBSERVABILITY=0.",
+        ),
+    ] = False,
+    tls_cert_file: _TlsCert = None,
+    tls_key_file: _TlsKey = None,
 ) -> None:
     """Serve an OpenAI-compatible API over a pool of llama-server processes."""
     from llamasc.config.settings import load_settings
@@ -439,6 +498,13 @@ def serve(
         "slot_cache": False if no_slot_cache else None,
         "slot_cache_min_tokens": slot_cache_min_tokens,
         "slot_cache_size": slot_cache_size,
+        "history": history,
+        "history_days": history_days,
+        "no_history": no_history or None,
+        "metrics_public": metrics_public or None,
+        "observability": False if no_observability else None,
+        "tls_cert_file": tls_cert_file,
+        "tls_key_file": tls_key_file,
     }
     settings = load_settings(cli, config_path=config, config_dir=config_dir)
     setup_logging(settings)

@@ -134,6 +134,15 @@ class Settings(SchedulingSettings, SwapFields):
                 out.append(d)
         return tuple(out)
 
+    # observability (metrics, events, history) and TLS
+    observability: bool = True
+    metrics_public: bool = False
+    history: Path | None = None
+    no_history: bool = False
+    history_days: float = Field(default=14.0, gt=0)
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+
     @field_validator("bind")
     @classmethod
     def _check_bind(cls, value: str) -> str:
@@ -214,6 +223,17 @@ class Settings(SchedulingSettings, SwapFields):
     def resolved_log_dir(self) -> Path:
         return self.log_dir or self.state_home / "logs"
 
+    @property
+    def resolved_history(self) -> Path | None:
+        """The request history database, or None when it is off."""
+        if self.no_history or not self.observability:
+            return None
+        return self.history or self.state_home / "history.sqlite3"
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert_file is not None and self.tls_key_file is not None
+
 
 # field -> (environment variable, command-line option). Fields missing here come only from
 # the command line (insecure) or only from the file (models, flag_policy).
@@ -256,6 +276,13 @@ SOURCES: dict[str, tuple[str | None, str | None]] = {
     ),
     "upstream_idle_timeout": ("LLAMASC_UPSTREAM_IDLE_TIMEOUT", "--upstream-idle-timeout"),
     **SCHEDULING_SOURCES,
+    "observability": ("LLAMASC_OBSERVABILITY", "--no-observability"),
+    "metrics_public": ("LLAMASC_METRICS_PUBLIC", "--metrics-public"),
+    "history": ("LLAMASC_HISTORY", "--history"),
+    "no_history": ("LLAMASC_NO_HISTORY", "--no-history"),
+    "history_days": ("LLAMASC_HISTORY_DAYS", "--history-days"),
+    "tls_cert_file": ("LLAMASC_TLS_CERT_FILE", "--tls-cert-file"),
+    "tls_key_file": ("LLAMASC_TLS_KEY_FILE", "--tls-key-file"),
 }
 
 # What a valid value looks like, for the one-line error.
@@ -288,11 +315,15 @@ _EXPECT: dict[str, str] = {
     "mmproj_auto": "true or false",
     "watch_models": "true or false",
     "watch_interval": "a number of seconds > 0",
+    "observability": "true or false",
+    "metrics_public": "true or false",
+    "no_history": "true or false",
+    "history_days": "a number of days > 0",
 }
 
 _PATH_FIELDS = (
     "llama_server_bin", "model_map_file", "models_dir", "home", "state_file", "log_dir",
-    "log_file",
+    "log_file", "history", "tls_cert_file", "tls_key_file",
 )  # fmt: skip
 
 _SIZE_UNITS = {
@@ -579,6 +610,33 @@ def check_bind_security(settings: Settings) -> None:
     )
 
 
+def check_tls(settings: Settings) -> list[str]:
+    """TLS files given both or neither (ConfigError), readable; warnings for a clear-text bind."""
+    cert, key = settings.tls_cert_file, settings.tls_key_file
+    if (cert is None) != (key is None):
+        raise ConfigError(
+            "--tls-cert-file and --tls-key-file go together: give both (HTTPS) or neither"
+        )
+    for name, path in (("--tls-cert-file", cert), ("--tls-key-file", key)):
+        if path is not None and not Path(path).is_file():
+            raise ConfigError(f"{name}: no such file: {path}")
+    if cert is not None and key is not None:
+        import ssl
+
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(
+                f"--tls-cert-file/--tls-key-file: cannot load the certificate and key: {exc}"
+            ) from None
+    if cert is None and not is_loopback(settings.host):
+        return [
+            f"listening on {settings.bind} without TLS: API keys and prompts travel in clear "
+            "text (use --tls-cert-file/--tls-key-file)"
+        ]
+    return []
+
+
 __all__ = [
     "DEFAULT_BIND",
     "DEFAULT_BODY_LIMIT",
@@ -586,6 +644,7 @@ __all__ = [
     "ModelSettings",
     "Settings",
     "check_bind_security",
+    "check_tls",
     "default_home",
     "is_loopback",
     "load_settings",

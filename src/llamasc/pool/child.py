@@ -99,7 +99,7 @@ class SidecarInfo:
 class Lease:
     """The right to send requests to one ready sidecar until the lease is released."""
 
-    __slots__ = ("_child", "_pool", "key", "model_id", "port", "released", "req_id")
+    __slots__ = ("_child", "_pool", "key", "model_id", "port", "released", "req_id", "timings")
 
     def __init__(self, pool: Pool, req_id: int, child: Child) -> None:
         self._pool = pool
@@ -109,6 +109,7 @@ class Lease:
         self.model_id = child.model_id
         self.port = child.port
         self.released = False
+        self.timings: dict[str, Any] | None = None  # of this lease's answer, for the metrics
 
     @property
     def base_url(self) -> str:
@@ -122,6 +123,7 @@ class Lease:
         """Remember the ``timings`` of the last answer, shown by ``llamasc ps``."""
         if timings is not None:
             self._child.last_timings = timings
+            self.timings = timings
 
     def report_timeout(self) -> None:
         """The sidecar did not answer in time: that counts as a failed health check."""

@@ -41,6 +41,9 @@ class ChildEvents(Protocol):
     def child_gone(self, key: str, *, requested: bool) -> None: ...
     def child_unhealthy(self, key: str) -> None: ...
     def children_changed(self) -> None: ...
+    def sidecar_state(
+        self, child: Child, state: str, error: BaseException | None = None
+    ) -> None: ...
 
 
 class Children:
@@ -93,6 +96,7 @@ class Children:
         self._starts[key] += 1
         self._by_key[key] = child
         child.start_task = self._spawn(self._run_start(child, entry), f"start-{key[:8]}")
+        self._events.sidecar_state(child, "starting")
         self._events.children_changed()
 
     async def _allocate_port(self) -> int:
@@ -187,6 +191,7 @@ class Children:
             *(child.key[:12], child.model_id, child.port, handle.pid),
             child.ready_at - child.started,
         )
+        self._events.sidecar_state(child, "ready")
         self._events.child_ready(child.key)
         self._events.children_changed()
 
@@ -207,6 +212,7 @@ class Children:
                 child.start_task.add_done_callback(lambda _: self._gone(child))
         else:
             self._spawn(self._stop_child(child), f"stop-{key[:8]}")
+        self._events.sidecar_state(child, "stopping")
         self._events.children_changed()
 
     async def _stop_child(self, child: Child) -> None:
@@ -243,6 +249,7 @@ class Children:
         if self._by_key.get(child.key) is child:
             del self._by_key[child.key]
         child.gone.set()
+        self._events.sidecar_state(child, "exited" if failed is None else "failed", failed)
         if failed is not None:
             self._events.child_failed(child.key, failed)
         else:

@@ -67,6 +67,8 @@ class Pool:
         self.binary = Path(binary)
         self.base_args = tuple(base_args)
         self.on_change: Callable[[], None] | None = None
+        # told each child's transitions (starting, ready, stopping, exited, failed): metrics
+        self.on_sidecar: Callable[[Child, str, BaseException | None], None] | None = None
         if launcher is None:
             from llamasc.process import LlamaServer
 
@@ -301,6 +303,13 @@ class Pool:
     def child_timed_out(self, child: Child) -> None:
         """A request to ``child`` timed out upstream (see ``Lease.report_timeout``)."""
         self._children.health_failed(child, "timed out answering a request, health check")
+
+    def sidecar_state(self, child: Child, state: str, error: BaseException | None = None) -> None:
+        if self.on_sidecar is not None:
+            try:
+                self.on_sidecar(child, state, error)
+            except Exception:
+                log.exception("pool on_sidecar callback failed")
 
     def children_changed(self) -> None:
         if self.on_change is not None:

@@ -28,6 +28,7 @@ from llamasc.server.cors import CorsPolicy
 from llamasc.server.envelope import MethodNotAllowedError, error_bytes, send_error
 from llamasc.server.flaggate import FlagGate
 from llamasc.server.guard import INTERNAL_MESSAGE, Guard
+from llamasc.server.observing import Observing, is_public
 from llamasc.server.passthrough import PREFIX as PASSTHROUGH_PREFIX
 from llamasc.server.passthrough import Passthrough
 from llamasc.server.relay import AUTH_MESSAGE, Proxy
@@ -52,6 +53,7 @@ class _RequireKey:
             scope["type"] == "http"
             and self.state.auth_required
             and scope["path"] not in _OPEN_PATHS
+            and not is_public(scope["path"], scope["query_string"], self.state)
         ):
             headers = scope["headers"]
             auth = next((v for k, v in headers if k == b"authorization"), None)
@@ -115,7 +117,11 @@ class LlamascApp(Starlette):
                 await state.shutdown()
 
         super().__init__(
-            routes=Admin(state).routes() + SwapRoutes(state).routes(),
+            routes=[
+                *Admin(state).routes(),
+                *SwapRoutes(state).routes(),
+                *Observing(state).routes(),
+            ],
             middleware=[Middleware(_RequireKey, state=state)],
             exception_handlers={
                 LlamascError: _on_llamasc_error,

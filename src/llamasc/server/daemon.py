@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 
 from llamasc.config import ModelCatalog, find_llama_server
-from llamasc.config.settings import Settings, check_bind_security
+from llamasc.config.settings import Settings, check_bind_security, check_tls
 from llamasc.errors import ConfigError, FlagError
 from llamasc.flags import DEFAULT_BASE_ARGS, FlagPolicy, fix_legacy_base_args, validate_flags
 from llamasc.server._httpbounds import BoundedHttpToolsProtocol, HttpBounds, default_max_connections
@@ -207,10 +207,10 @@ def listen_socket(
     return sock
 
 
-def _url(sock: socket.socket) -> str:
+def _url(sock: socket.socket, *, tls: bool = False) -> str:
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}"
+    return f"{'https' if tls else 'http'}://{shown}:{port}"
 
 
 class _Server(uvicorn.Server):
@@ -272,6 +272,8 @@ def _uvicorn_config(app: LlamascApp, settings: Settings) -> uvicorn.Config:
         # "server disconnected". 75 s is what nginx and most load balancers use.
         timeout_keep_alive=75,
         log_level=settings.log_level.lower(),
+        ssl_certfile=str(settings.tls_cert_file) if settings.tls else None,
+        ssl_keyfile=str(settings.tls_key_file) if settings.tls else None,
     )
 
 
@@ -297,6 +299,9 @@ class Daemon:
         settings = absorb_cors_origins(settings)
         for warning in settings.swap_warnings:  # the llama-swap keys llamasc does not act on
             log.warning("config: %s", warning)
+        tls_notes = check_tls(settings)
+        for note in tls_notes:
+            log.warning("%s", note)
         binary = find_llama_server(
             settings.llama_server_bin, os.environ, source=settings.source_of("llama_server_bin")
         )
@@ -325,8 +330,9 @@ class Daemon:
         self.app.llamasc.rescanner = rescanner
         self.socks = listen_sockets(settings)
         self.sock = self.socks[0]
-        more = [f"also listening on {_url(s)}" for s in self.socks[1:]]
-        self.info = ServeInfo(_url(self.sock), catalog.ids(), info, base_args, [*notes, *more])
+        more = [f"also listening on {_url(s, tls=settings.tls)}" for s in self.socks[1:]]
+        url = _url(self.sock, tls=settings.tls)
+        self.info = ServeInfo(url, catalog.ids(), info, base_args, [*notes, *more, *tls_notes])
         self._on_ready = on_ready
         self.uv_config = _uvicorn_config(self.app, settings)
         self.server = _Server(self.uv_config, self.app, self._started)

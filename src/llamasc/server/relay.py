@@ -211,6 +211,9 @@ class Proxy:
             query = strip_model(query) if route.model == "query" else query
             if query:
                 target += b"?" + query
+        rec = st.observer.begin(scope, model, flags, send) if st.observer else None
+        if rec is not None:
+            send = rec.send
         task = asyncio.current_task()
         call = _Call(task, receive)
         loop = asyncio.get_running_loop()
@@ -222,6 +225,8 @@ class Proxy:
         try:
             async with st.pool.lease(model, flags) as lease:
                 st.waiters.discard(task)
+                if rec is not None:
+                    rec.leased(lease)
                 await self._forward(
                     send, lease, method=route.method.encode(), target=target, body=body, fwd=fwd,
                     call=call,
@@ -247,6 +252,8 @@ class Proxy:
             timer.cancel()
             if call.watcher is not None:
                 call.watcher.cancel()
+            if rec is not None:
+                rec.finish(call.client_gone)
 
     async def _forward(
         self,

@@ -126,9 +126,12 @@ _ASSET_SUFFIXES = (
 )  # fmt: skip
 
 
+OWN_UI = "/ui/"  # llamasc's own dashboard (server/observing.py): never a sidecar's asset
+
+
 def is_asset(path: str) -> bool:
-    """A static file of the web UI (``/index.html``, ``/_app/...js``), by its name."""
-    return path.endswith(_ASSET_SUFFIXES) and ".." not in path
+    """A static file of llama-server's web UI (``/index.html``, ``/_app/...js``), by its name."""
+    return path.endswith(_ASSET_SUFFIXES) and ".." not in path and not path.startswith(OWN_UI)
 
 
 def routes_for(path: str) -> dict[str, Route] | None:

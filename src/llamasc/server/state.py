@@ -15,6 +15,7 @@ from llamasc.config import ModelCatalog
 from llamasc.config.settings import Settings
 from llamasc.server._types import PoolLike
 from llamasc.server.flaggate import FlagGate
+from llamasc.server.observing import build_observer
 from llamasc.server.upstream import Upstreams
 from llamasc.server.upstream_conn import Timeouts
 
@@ -86,6 +87,8 @@ class DaemonState:
         self.load_failures: dict[str, int] = {}
         self.background: set[asyncio.Task[None]] = set()
         self._old_peers: list[Any] = []
+        # metrics, events and history (None with --no-observability)
+        self.observer = build_observer(settings, pool)
         self._pool_started = False
         self._closed = False
         self.rescanner: ModelRescanner | None = None  # set by the daemon (model discovery)
@@ -161,6 +164,8 @@ class DaemonState:
         self.loop = asyncio.get_running_loop()
         if not self._pool_started:
             self._pool_started = True
+            if self.observer is not None:
+                self.observer.start()
             await self.pool.start()
 
     async def rescan_models(self) -> RescanReport:
@@ -187,6 +192,8 @@ class DaemonState:
             await peers.aclose()
         await self.pool.close(grace=self.settings.stop_grace)
         log.info("all sidecars stopped")
+        if self.observer is not None:
+            self.observer.close()
 
 
 def basic_password(b64: bytes) -> bytes:
