@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
@@ -104,6 +105,7 @@ class AsyncModel:
         self._client = client
         self._stop_grace = stop_grace
         self._closed = False
+        self._streams: weakref.WeakSet[TextStream] = weakref.WeakSet()
         client.set_error_hook(self._explain)
 
     # --- what it is ----------------------------------------------------------------------
@@ -145,13 +147,17 @@ class AsyncModel:
         Breaking out, ``aclose()`` or cancelling the task closes the HTTP stream, and
         llama-server stops generating. ``.completion`` has the whole answer at the end."""
         self._check_usable()
-        return self._client.stream_complete(prompt, model=self.model, **sampling(**params))
+        stream = self._client.stream_complete(prompt, model=self.model, **sampling(**params))
+        self._streams.add(stream)
+        return stream
 
     def chat_stream(self, messages: Messages, **params: Any) -> TextStream:
         """Stream the answer to a conversation: ``async for piece in ...`` (see above)."""
         self._check_usable()
         msgs = as_messages(messages)
-        return self._client.stream_chat(msgs, model=self.model, **sampling(**params))
+        stream = self._client.stream_chat(msgs, model=self.model, **sampling(**params))
+        self._streams.add(stream)
+        return stream
 
     # --- ending --------------------------------------------------------------------------
 
@@ -161,6 +167,9 @@ class AsyncModel:
         if self._closed:
             return
         self._closed = True
+        for stream in list(self._streams):  # streams still open end now, not at loop exit
+            with contextlib.suppress(Exception):  # one another task is reading right now
+                await stream.aclose()
         await self._client.aclose()
         if self.server is not None:
             await self.server.stop(self._stop_grace)
