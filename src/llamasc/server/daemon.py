@@ -98,14 +98,42 @@ def build_catalog(settings: Settings) -> ModelCatalog:
 
 
 def resolve_base_args(settings: Settings) -> tuple[tuple[str, ...], list[str]]:
-    """BASE_ARGS upgraded from llama-sidecar's spellings and checked in operator mode."""
+    """BASE_ARGS upgraded from llama-sidecar's spellings and checked in operator mode
+    (``--rpc`` allowed: the operator's RPC workers, see :func:`check_rpc_setup`)."""
     args, notes = fix_legacy_base_args(
         DEFAULT_BASE_ARGS if settings.base_args is None else settings.base_args
     )
-    validation = validate_flags(list(args), FlagPolicy.operator())
+    validation = validate_flags(list(args), FlagPolicy.operator(allow=OPERATOR_NETWORK_FLAGS))
     if not validation.ok:
         raise ConfigError("BASE_ARGS: " + "; ".join(validation.problems))
     return args, notes
+
+
+# --- RPC workers (issue 15) -----------------------------------------------------------------
+# Network flags an operator may put in BASE_ARGS (never a client: X-Agent-Flags keeps them
+# refused as network-class).
+OPERATOR_NETWORK_FLAGS = frozenset({"--rpc"})
+
+
+def check_rpc_setup(binary: Path, base_args: tuple[str, ...]) -> None:
+    """At start-up: a ``--rpc`` in BASE_ARGS needs a llama-server built with RPC support,
+    and every listed worker must answer. One ConfigError naming what is wrong."""
+    from llamasc.errors import RpcWorkerError
+    from llamasc.process.rpc import binary_supports_rpc, check_workers_blocking, rpc_workers
+
+    workers = rpc_workers(base_args)
+    if not workers:
+        return
+    try:
+        check_workers_blocking(workers)
+    except RpcWorkerError as exc:
+        raise ConfigError(f"BASE_ARGS --rpc: {exc}") from None
+    if not binary_supports_rpc(binary, workers):
+        raise ConfigError(
+            f"BASE_ARGS has --rpc, but {binary} was built without RPC support "
+            "(it says 'RPC not supported in this build'; rebuild llama.cpp with -DGGML_RPC=ON)"
+        )
+    log.info("RPC workers answer: %s", ", ".join(w.address for w in workers))
 
 
 def build_policy(settings: Settings) -> FlagPolicy:
@@ -216,6 +244,7 @@ class Daemon:
         binary = find_llama_server(settings.llama_server_bin, os.environ)
         catalog = build_catalog(settings)
         base_args, notes = resolve_base_args(settings)
+        check_rpc_setup(binary, base_args)
         policy = build_policy(settings)
         info = LlamaServerInfo(path=binary, version=probe_version(binary))
         log.info("llama-server %s (%s)", binary, info.version)
@@ -279,6 +308,7 @@ __all__ = [
     "ServeInfo",
     "build_catalog",
     "build_policy",
+    "check_rpc_setup",
     "listen_socket",
     "probe_version",
     "resolve_base_args",
