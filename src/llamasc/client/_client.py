@@ -98,6 +98,20 @@ class ChatClient:
             raise UpstreamError(f"GET {path} -> {resp.status_code}: {_error_message(resp)}")
         return resp.json()
 
+    async def health_status(self) -> tuple[int, Any]:
+        """``GET /health``: (status code, JSON body or None). DaemonUnreachableError if
+        nothing answers."""
+        try:
+            resp = await self._client.get("/health")
+        except httpx.TransportError as exc:
+            raise DaemonUnreachableError(
+                f"nothing answers at {self.base_url} ({type(exc).__name__})"
+            ) from None
+        try:
+            return resp.status_code, resp.json()
+        except ValueError:
+            return resp.status_code, None
+
     async def health(self) -> bool:
         try:
             resp = await self._client.get("/health")
