@@ -54,6 +54,12 @@ def model(llama_server_bin: Path, smollm2_path: Path) -> Iterator[llamasc.Model]
 _http = httpx.Client(timeout=10)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _close_http() -> Iterator[None]:
+    yield
+    _http.close()
+
+
 def slots(m: llamasc.Model) -> list[dict[str, Any]]:
     return list(_http.get(m.base_url + "/slots").json())
 
