@@ -22,8 +22,12 @@ The tree::
     ├── SidecarError                  a llama-server child misbehaved
     │   ├── SpawnError                it exited before becoming ready            (502)
     │   ├── ReadinessTimeoutError     it did not become ready in time            (504)
+    │   ├── RpcWorkerError            an RPC worker of its model does not answer (502)
     │   ├── UpstreamError             it failed while serving a request          (502)
+    │   │   ├── UpstreamStatusError   it answered with an HTTP error (``status``) (502)
+    │   │   └── SidecarExitedError    it died while serving (exit code, stderr)  (502)
     │   └── UpstreamTimeoutError      it stopped answering within the timeouts   (504)
+    ├── ModelClosedError              a library model used after close()
     ├── DaemonUnreachableError        `ps`/`kill` could not reach a daemon       (exit 1)
     ├── RemoteError                   SSH / remote host trouble (bench)          (exit 1)
     └── DataError                     eval / bench input data unusable           (exit 2)
@@ -235,6 +239,16 @@ class ReadinessTimeoutError(SidecarError):
     code = "readiness_timeout"
 
 
+class RpcWorkerError(SidecarError):
+    """An ``rpc-server`` the model is spread over does not answer; ``workers`` names them."""
+
+    code = "rpc_worker_unreachable"
+
+    def __init__(self, message: str, *, workers: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.workers: tuple[str, ...] = tuple(workers)
+
+
 class UpstreamError(SidecarError):
     code = "upstream_failed"
 
@@ -242,6 +256,41 @@ class UpstreamError(SidecarError):
 class UpstreamTimeoutError(SidecarError):
     http_status = 504
     code = "upstream_timeout"
+
+
+class UpstreamStatusError(UpstreamError):
+    """An upstream answered with an HTTP error; ``status`` and its envelope's ``code`` kept."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        upstream_code: str | None = None,
+        upstream_message: str = "",
+        details: Sequence[str] = (),
+    ) -> None:
+        super().__init__(message, details=details)
+        self.status = status
+        self.upstream_code = upstream_code
+        self.upstream_message = upstream_message or message
+
+
+class SidecarExitedError(UpstreamError):
+    """A llama-server child died while serving; carries its exit code and stderr tail."""
+
+    code = "sidecar_exited"
+
+    def __init__(
+        self, message: str, *, exit_code: int | None = None, stderr_tail: Sequence[str] = ()
+    ) -> None:
+        super().__init__(message, details=stderr_tail)
+        self.returncode = exit_code
+        self.stderr_tail: tuple[str, ...] = tuple(stderr_tail)
+
+
+class ModelClosedError(LlamascError):
+    code = "model_closed"
 
 
 class DaemonUnreachableError(LlamascError):
@@ -276,17 +325,21 @@ __all__ = [
     "HeadersTooLargeError",
     "InsufficientMemoryError",
     "LlamascError",
+    "ModelClosedError",
     "NotFoundError",
     "ReadinessTimeoutError",
     "RemoteError",
     "RequestError",
     "RequestTimeoutError",
+    "RpcWorkerError",
     "ShuttingDownError",
     "SidecarError",
+    "SidecarExitedError",
     "SpawnError",
     "TooManyConnectionsError",
     "UnknownModelError",
     "UpstreamError",
+    "UpstreamStatusError",
     "UpstreamTimeoutError",
     "clip",
 ]

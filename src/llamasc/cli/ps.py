@@ -144,3 +144,17 @@ def ps(
             " ".join(s.get("flags") or []) or "-",
         )
     console().print(table)
+    if any(s.get("rpc_workers") for s in sidecars):
+        _print_rpc_workers(daemon, api_key)
+
+
+def _print_rpc_workers(daemon: str, api_key: str | None) -> None:
+    """One line per RPC worker the sidecars' models are spread over, as /health sees it."""
+    from rich.markup import escape
+
+    from llamasc.cli._output import console
+
+    workers = daemon_request("GET", "/health", daemon, api_key).get("rpc_workers") or []
+    for w in workers:
+        status = "[green]up[/]" if w.get("up") else f"[red]down[/] ({escape(str(w.get('error')))})"
+        console().print(f"rpc worker {escape(str(w.get('address')))}: {status}")

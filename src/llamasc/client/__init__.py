@@ -5,7 +5,17 @@ router, llama-swap). Against a llamasc daemon it can carry per-request llama-ser
 the ``X-Agent-Flags`` header.
 """
 
-from llamasc.client._client import ChatClient, Completion, normalize_base_url
+from llamasc.client._client import ChatClient, normalize_base_url
+from llamasc.client._completion import Completion
 from llamasc.client._sse import iter_sse_data
+from llamasc.client._stream import TextStream
+from llamasc.client._timings import Timings
 
-__all__ = ["ChatClient", "Completion", "iter_sse_data", "normalize_base_url"]
+__all__ = [
+    "ChatClient",
+    "Completion",
+    "TextStream",
+    "Timings",
+    "iter_sse_data",
+    "normalize_base_url",
+]

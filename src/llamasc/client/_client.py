@@ -1,18 +1,19 @@
-"""The client proper: chat completions (streaming or not), /props, /v1/models, /health."""
+"""The client proper: chat and text completions (whole or streamed), /props, /v1/models,
+/health."""
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
 import httpx
 
-from llamasc.client._sse import iter_sse_data
-from llamasc.errors import DaemonUnreachableError, UpstreamError
+from llamasc.client._completion import Completion
+from llamasc.client._stream import ErrorHook, Kind, TextStream, status_error
+from llamasc.client._timings import Timings
+from llamasc.errors import DaemonUnreachableError, LlamascError, UpstreamError
 
 log = logging.getLogger(__name__)
 
@@ -27,21 +28,6 @@ def normalize_base_url(url: str) -> str:
     return url
 
 
-@dataclass
-class Completion:
-    """One answered request, with what the client measured and what the server reported."""
-
-    text: str
-    finish_reason: str | None
-    usage: dict[str, Any] = field(default_factory=dict)
-    timings: dict[str, Any] = field(default_factory=dict)
-    ttft_s: float | None = None
-    elapsed_s: float = 0.0
-    model: str | None = None
-    reasoning: str = ""
-    raw: dict[str, Any] = field(default_factory=dict)
-
-
 def _error_message(resp: httpx.Response) -> str:
     try:
         body = resp.json()
@@ -53,7 +39,11 @@ def _error_message(resp: httpx.Response) -> str:
 
 
 class ChatClient:
-    """An async client for one OpenAI-compatible endpoint. Use as ``async with``."""
+    """An async client for one OpenAI-compatible endpoint. Use as ``async with``.
+
+    ``on_error`` sees every error a request is about to raise and may return a better one
+    (the library uses it to say that the llama-server child died, with its exit code).
+    """
 
     def __init__(
         self,
@@ -64,7 +54,9 @@ class ChatClient:
         timeout: float = 600.0,
         headers: dict[str, str] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        on_error: ErrorHook | None = None,
     ) -> None:
+        self._on_error = on_error
         self.base_url = normalize_base_url(base_url)
         hdrs = dict(headers or {})
         if api_key:
@@ -78,6 +70,10 @@ class ChatClient:
             transport=transport,
             limits=httpx.Limits(max_keepalive_connections=64, max_connections=256),
         )
+
+    def set_error_hook(self, hook: ErrorHook | None) -> None:
+        """Replace the ``on_error`` hook (see the class docstring)."""
+        self._on_error = hook
 
     async def __aenter__(self) -> ChatClient:
         return self
@@ -102,6 +98,20 @@ class ChatClient:
             raise UpstreamError(f"GET {path} -> {resp.status_code}: {_error_message(resp)}")
         return resp.json()
 
+    async def health_status(self) -> tuple[int, Any]:
+        """``GET /health``: (status code, JSON body or None). DaemonUnreachableError if
+        nothing answers."""
+        try:
+            resp = await self._client.get("/health")
+        except httpx.TransportError as exc:
+            raise DaemonUnreachableError(
+                f"nothing answers at {self.base_url} ({type(exc).__name__})"
+            ) from None
+        try:
+            return resp.status_code, resp.json()
+        except ValueError:
+            return resp.status_code, None
+
     async def health(self) -> bool:
         try:
             resp = await self._client.get("/health")
@@ -119,6 +129,9 @@ class ChatClient:
         data = await self._get_json("/v1/models")
         return [str(m.get("id")) for m in data.get("data", []) if isinstance(m, dict)]
 
+    async def _fail(self, err: LlamascError) -> LlamascError:
+        return await self._on_error(err) if self._on_error is not None else err
+
     async def chat(
         self,
         messages: list[dict[str, Any]],
@@ -128,91 +141,101 @@ class ChatClient:
         extra_headers: dict[str, str] | None = None,
         **params: Any,
     ) -> Completion:
-        """POST /v1/chat/completions. ``params`` go into the body (max_tokens, seed, ...)."""
-        body: dict[str, Any] = {"messages": messages, **params}
-        if model is not None:
-            body["model"] = model
+        """POST /v1/chat/completions. ``params`` go into the body (max_tokens, seed, ...).
+
+        ``stream=True`` streams the answer (which gives ``ttft_s``) and returns it whole."""
+        body = _body({"messages": messages}, model, params)
         if stream:
-            body["stream"] = True
-            return await self._chat_stream(body, extra_headers)
+            return await self.stream_chat(
+                messages, model=model, headers=extra_headers, **params
+            ).collect()
+        return await self._post("/v1/chat/completions", body, "chat", extra_headers)
+
+    async def complete(
+        self,
+        prompt: str,
+        *,
+        model: str | None = None,
+        extra_headers: dict[str, str] | None = None,
+        **params: Any,
+    ) -> Completion:
+        """POST /v1/completions: continue ``prompt`` (no chat template)."""
+        body = _body({"prompt": prompt}, model, params)
+        return await self._post("/v1/completions", body, "text", extra_headers)
+
+    def stream_chat(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        model: str | None = None,
+        headers: dict[str, str] | None = None,
+        **params: Any,
+    ) -> TextStream:
+        """Stream a chat completion: an async iterator of text pieces (see TextStream)."""
+        body = _body({"messages": messages}, model, params, stream=True)
+        return self._stream("/v1/chat/completions", body, "chat", headers)
+
+    def stream_complete(
+        self,
+        prompt: str,
+        *,
+        model: str | None = None,
+        headers: dict[str, str] | None = None,
+        **params: Any,
+    ) -> TextStream:
+        """Stream a text completion of ``prompt``: an async iterator of text pieces."""
+        body = _body({"prompt": prompt}, model, params, stream=True)
+        return self._stream("/v1/completions", body, "text", headers)
+
+    def _stream(
+        self, path: str, body: dict[str, Any], kind: Kind, headers: dict[str, str] | None
+    ) -> TextStream:
+        return TextStream(
+            self._client, path, body, kind=kind, headers=headers, on_error=self._on_error
+        )
+
+    async def _post(
+        self, path: str, body: dict[str, Any], kind: Kind, headers: dict[str, str] | None
+    ) -> Completion:
+        what = "chat completion" if kind == "chat" else "completion"
         start = time.perf_counter()
         try:
-            resp = await self._client.post("/v1/chat/completions", json=body, headers=extra_headers)
+            resp = await self._client.post(path, json=body, headers=headers)
+            if resp.status_code != 200:
+                raise status_error(what, resp)
+            data = resp.json()
         except httpx.TransportError as exc:
-            raise UpstreamError(f"request to {self.base_url} failed: {exc!r}") from None
+            err = UpstreamError(f"request to {self.base_url} failed: {exc!r}")
+            raise await self._fail(err) from None
+        except ValueError as exc:
+            raise await self._fail(UpstreamError(f"{what}: invalid JSON: {exc}")) from None
+        except LlamascError as exc:
+            raise await self._fail(exc) from None
         elapsed = time.perf_counter() - start
-        if resp.status_code != 200:
-            raise UpstreamError(
-                f"chat completion -> HTTP {resp.status_code}: {_error_message(resp)}"
-            )
-        data = resp.json()
         choice = (data.get("choices") or [{}])[0]
-        message = choice.get("message") or {}
+        if kind == "chat":
+            message = choice.get("message") or {}
+            text, reasoning = message.get("content") or "", message.get("reasoning_content")
+        else:
+            text, reasoning = choice.get("text") or "", None
         return Completion(
-            text=message.get("content") or "",
-            reasoning=message.get("reasoning_content") or "",
+            text=text,
+            reasoning=reasoning or "",
             finish_reason=choice.get("finish_reason"),
             usage=data.get("usage") or {},
-            timings=data.get("timings") or {},
+            timings=Timings(data.get("timings") or {}),
             elapsed_s=elapsed,
             model=data.get("model"),
             raw=data,
         )
 
-    async def _chat_stream(
-        self, body: dict[str, Any], extra_headers: dict[str, str] | None
-    ) -> Completion:
-        start = time.perf_counter()
-        ttft: float | None = None
-        parts: list[str] = []
-        reasoning: list[str] = []
-        finish: str | None = None
-        usage: dict[str, Any] = {}
-        timings: dict[str, Any] = {}
-        model: str | None = None
-        try:
-            async with self._client.stream(
-                "POST", "/v1/chat/completions", json=body, headers=extra_headers
-            ) as resp:
-                if resp.status_code != 200:
-                    await resp.aread()
-                    raise UpstreamError(
-                        f"chat completion -> HTTP {resp.status_code}: {_error_message(resp)}"
-                    )
-                async for data in iter_sse_data(resp.aiter_lines()):
-                    if data == "[DONE]":
-                        break
-                    chunk = json.loads(data)
-                    if "error" in chunk:
-                        err = chunk["error"]
-                        msg = err.get("message", err) if isinstance(err, dict) else err
-                        raise UpstreamError(f"stream failed: {msg}")
-                    model = chunk.get("model", model)
-                    for choice in chunk.get("choices") or []:
-                        delta = choice.get("delta") or {}
-                        piece = delta.get("content")
-                        think = delta.get("reasoning_content")
-                        if (piece or think) and ttft is None:
-                            ttft = time.perf_counter() - start
-                        if piece:
-                            parts.append(piece)
-                        if think:
-                            reasoning.append(think)
-                        if choice.get("finish_reason"):
-                            finish = choice["finish_reason"]
-                    if chunk.get("usage"):
-                        usage = chunk["usage"]
-                    if chunk.get("timings"):
-                        timings = chunk["timings"]
-        except httpx.TransportError as exc:
-            raise UpstreamError(f"stream from {self.base_url} failed: {exc!r}") from None
-        return Completion(
-            text="".join(parts),
-            reasoning="".join(reasoning),
-            finish_reason=finish,
-            usage=usage,
-            timings=timings,
-            ttft_s=ttft,
-            elapsed_s=time.perf_counter() - start,
-            model=model,
-        )
+
+def _body(
+    base: dict[str, Any], model: str | None, params: dict[str, Any], *, stream: bool = False
+) -> dict[str, Any]:
+    body: dict[str, Any] = {**base, **params}
+    if model is not None:
+        body["model"] = model
+    if stream:
+        body["stream"] = True
+    return body

@@ -3,13 +3,12 @@ OpenAI-compatible server (flags are only a label), which models, and how many sl
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 from dataclasses import dataclass
 from typing import Any
-
-import httpx
 
 from llamasc.client import ChatClient, normalize_base_url
 from llamasc.errors import DaemonUnreachableError, LlamascError, UnknownModelError
@@ -41,33 +40,22 @@ async def probe(base_url: str, api_key: str | None = None, wait_s: float = 10.0)
     """Ask /health, /v1/models and (not a daemon) /props. Raises DaemonUnreachableError if
     nothing answers."""
     base = normalize_base_url(base_url)
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=wait_s) as http:
+    async with ChatClient(base, api_key=api_key, timeout=wait_s) as client:
         try:
-            health = await http.get("/health")
-        except httpx.TransportError as exc:
+            status, body = await client.health_status()
+        except DaemonUnreachableError as exc:
             raise DaemonUnreachableError(
-                f"nothing answers at {base} ({type(exc).__name__}); start 'llamasc serve' or "
-                "pass --endpoint URL of an OpenAI-compatible server"
+                f"{exc}; start 'llamasc serve' or pass --endpoint URL of an "
+                "OpenAI-compatible server"
             ) from None
-        if health.status_code == 401:
+        if status == 401:
             raise LlamascError(f"{base} refused the API key (HTTP 401); pass --api-key")
-        try:
-            body = health.json()
-        except ValueError:
-            body = None
         models: tuple[str, ...] = ()
-        try:
-            resp = await http.get("/v1/models")
-            if resp.status_code == 200:
-                data = resp.json().get("data", [])
-                models = tuple(str(m.get("id")) for m in data if isinstance(m, dict))
-        except (httpx.HTTPError, ValueError, AttributeError):
-            pass
-    slots: int | None = None
-    is_llamasc = _looks_like_llamasc(body)
-    if not is_llamasc:  # a daemon's /props is per sidecar: asked once model and flags are known
-        async with ChatClient(base, api_key=api_key, timeout=wait_s) as client:
+        with contextlib.suppress(LlamascError, ValueError, AttributeError):
+            models = tuple(await client.models())
+        slots: int | None = None
+        is_llamasc = _looks_like_llamasc(body)
+        if not is_llamasc:  # a daemon's /props is per sidecar: asked once model and flags are known
             slots = await server_slots(client)
     return EndpointInfo(base, is_llamasc, models, slots)
 

@@ -22,6 +22,7 @@ from llamasc.errors import LlamascError, SpawnError
 from llamasc.pool.child import Child, ChildHandle, Launcher
 from llamasc.pool.config import PoolConfig
 from llamasc.pool.ports import PortAllocator
+from llamasc.process.rpc import check_workers, probe, rpc_workers
 from llamasc.process.spec import LaunchSpec, build_argv
 
 if TYPE_CHECKING:
@@ -158,6 +159,7 @@ class Children:
     async def _run_start(self, child: Child, entry: ModelEntry) -> None:
         key = child.key
         try:
+            await check_workers(rpc_workers(child.flags))  # 502 naming a worker that is down
             child.port = await self._allocate_port()
             spec = self._spec(child, entry)
             log.info(
@@ -265,7 +267,7 @@ class Children:
             await asyncio.sleep(interval)
             ready = [(c, c.handle) for c in self._by_key.values() if c.handle and not c.stopping]
             results = await asyncio.gather(
-                *(h.check_health(min(interval, 5.0)) for _, h in ready), return_exceptions=True
+                *(_healthy(c, h, min(interval, 5.0)) for c, h in ready), return_exceptions=True
             )
             for (child, _), ok in zip(ready, results, strict=True):
                 if ok is True:
@@ -293,6 +295,14 @@ class Children:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+
+async def _healthy(child: Child, handle: ChildHandle, timeout: float) -> bool:  # noqa: ASYNC109
+    """llama-server answers /health, and every RPC worker its model is spread over answers."""
+    if not await handle.check_health(timeout):
+        return False
+    workers = rpc_workers(child.flags)
+    return not workers or all(r is None for r in [await probe(w, timeout) for w in workers])
 
 
 __all__ = ["ChildEvents", "Children"]

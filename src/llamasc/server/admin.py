@@ -16,6 +16,7 @@ from starlette.routing import Route
 
 from llamasc import __version__
 from llamasc.errors import RequestError
+from llamasc.process.rpc import RpcWorker, rpc_workers, worker_status
 from llamasc.server._types import SidecarInfoLike
 from llamasc.server.models import (
     list_models,
@@ -53,6 +54,7 @@ def sidecar_json(info: SidecarInfoLike) -> dict[str, Any]:
         "requests_served": info.requests_served,
         "last_timings": dict(info.last_timings) if info.last_timings else None,
         "memory": memory_json(info),
+        "rpc_workers": [w.address for w in rpc_workers(info.flags)],
     }
 
 
@@ -109,6 +111,7 @@ class Admin:
                     "path": str(st.llama_server.path) if st.llama_server.path else None,
                     "version": st.llama_server.version,
                 },
+                "rpc_workers": await worker_status(self._rpc_workers()),
             },
             status_code=503 if st.draining else 200,
         )
@@ -119,6 +122,14 @@ class Admin:
             raise RequestError("POST /models only rescans the models: send ?reload=1")
         report = await self.state.rescan_models()
         return JSONResponse(report.json())
+
+    def _rpc_workers(self) -> list[RpcWorker]:
+        """The RPC workers of BASE_ARGS and of every running sidecar, each once."""
+        pool = self.state.pool
+        found = dict.fromkeys(rpc_workers(getattr(pool, "base_args", ())))  # fakes have none
+        for info in pool.sidecars():
+            found.update(dict.fromkeys(rpc_workers(info.flags)))
+        return list(found)
 
     async def models(self, request: Request) -> JSONResponse:
         if _truthy(request.query_params.get("reload")):  # llama.cpp's router: GET ?reload=1

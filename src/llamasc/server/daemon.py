@@ -84,16 +84,44 @@ def build_catalog(settings: Settings) -> ModelCatalog:
 
 
 def resolve_base_args(settings: Settings) -> tuple[tuple[str, ...], list[str]]:
-    """BASE_ARGS upgraded from llama-sidecar's spellings and checked in operator mode."""
+    """BASE_ARGS upgraded from llama-sidecar's spellings and checked in operator mode
+    (``--rpc`` allowed: the operator's RPC workers, see :func:`check_rpc_setup`)."""
     args, notes = fix_legacy_base_args(
         DEFAULT_BASE_ARGS if settings.base_args is None else settings.base_args
     )
-    validation = validate_flags(list(args), FlagPolicy.operator())
+    validation = validate_flags(list(args), FlagPolicy.operator(allow=OPERATOR_NETWORK_FLAGS))
     if not validation.ok:
         raise ConfigError("BASE_ARGS: " + "; ".join(validation.problems))
     for warning in validation.warnings:
         log.warning("BASE_ARGS: %s", warning)
     return args, [*notes, *(f"BASE_ARGS: {w}" for w in validation.warnings)]
+
+
+# --- RPC workers (issue 15) -----------------------------------------------------------------
+# Network flags an operator may put in BASE_ARGS (never a client: X-Agent-Flags keeps them
+# refused as network-class).
+OPERATOR_NETWORK_FLAGS = frozenset({"--rpc"})
+
+
+def check_rpc_setup(binary: Path, base_args: tuple[str, ...]) -> None:
+    """At start-up: a ``--rpc`` in BASE_ARGS needs a llama-server built with RPC support,
+    and every listed worker must answer. One ConfigError naming what is wrong."""
+    from llamasc.errors import RpcWorkerError
+    from llamasc.process.rpc import binary_supports_rpc, check_workers_blocking, rpc_workers
+
+    workers = rpc_workers(base_args)
+    if not workers:
+        return
+    try:
+        check_workers_blocking(workers)
+    except RpcWorkerError as exc:
+        raise ConfigError(f"BASE_ARGS --rpc: {exc}") from None
+    if not binary_supports_rpc(binary, workers):
+        raise ConfigError(
+            f"BASE_ARGS has --rpc, but {binary} was built without RPC support "
+            "(it says 'RPC not supported in this build'; rebuild llama.cpp with -DGGML_RPC=ON)"
+        )
+    log.info("RPC workers answer: %s", ", ".join(w.address for w in workers))
 
 
 def absorb_cors_origins(settings: Settings) -> Settings:
@@ -308,6 +336,7 @@ class Daemon:
         rescanner = _model_rescanner(settings)
         catalog = rescanner.discovered.catalog
         base_args, notes = resolve_base_args(settings)
+        check_rpc_setup(binary, base_args)
         policy = build_policy(settings, base_args)
         info = LlamaServerInfo(path=binary, version=probe_version(binary))
         log.info("llama-server %s (%s)", binary, info.version)
@@ -468,6 +497,7 @@ __all__ = [
     "absorb_cors_origins",
     "build_catalog",
     "build_policy",
+    "check_rpc_setup",
     "http_bounds",
     "listen_socket",
     "listen_sockets",
