@@ -50,7 +50,20 @@ def build_observer(settings: Settings, pool: PoolLike) -> Observer | None:
     observer = Observer(history=history, sidecars=pool.sidecars)
     if hasattr(pool, "on_sidecar"):  # the real pool (test fakes have no children)
         pool.on_sidecar = observer.sidecar_state
+    observer.add_memory_source(lambda: _projected(pool))
+    memory = getattr(pool, "memory", None)  # the scheduler's budgets (issue 12)
+    if memory is not None:
+        observer.set_budget_source(lambda: {d: float(v["budget"]) for d, v in memory().items()})
     return observer
+
+
+def _projected(pool: PoolLike) -> list[tuple[str, str, float]]:
+    """``(sidecar, device, bytes)`` of what the scheduler projected for each live sidecar."""
+    rows: list[tuple[str, str, float]] = []
+    for info in pool.sidecars():
+        for device, value in (getattr(info, "memory_projected", None) or {}).items():
+            rows.append((info.hash, device, float(value)))
+    return rows
 
 
 def is_public(path: str, query: bytes, state: DaemonState) -> bool:
