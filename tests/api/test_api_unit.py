@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 import llamasc
+from gguf_factory import write_gguf
 from llamasc.api import AsyncModel, Model, sampling
 from llamasc.api._launch import open_remote, operator_args, resolve_model
 from llamasc.errors import (
@@ -178,12 +179,13 @@ def test_operator_flags_list_every_problem() -> None:
     assert operator_args("-c 512 --top-k 20", None) == ("--ctx-size", "512", "--top-k", "20")
     with pytest.raises(FlagError) as err:
         operator_args("--port 1 --rpc 10.0.0.2:50052 --no-such-flag", None)
-    assert len(err.value.details) == 3
+    # the operator is trusted (issue 10): --rpc is theirs to set; --port stays the pool's
+    assert len(err.value.details) == 2
+    assert not any("--rpc" in d for d in err.value.details)
 
 
 def test_resolve_model_path_and_id(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    gguf = tmp_path / "tiny-model.gguf"
-    gguf.write_bytes(b"GGUF")
+    gguf = write_gguf(tmp_path / "tiny-model.gguf", file_type=None)  # a real header
     assert resolve_model(gguf)[:2] == ("tiny-model", gguf.resolve())
     with pytest.raises(ConfigError, match="model file not found"):
         resolve_model(tmp_path / "missing.gguf")
