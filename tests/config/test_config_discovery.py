@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -129,6 +130,8 @@ def test_a_split_set_missing_a_part_is_a_bad_file(tmp_path: Path) -> None:
 def test_id_collisions_are_tie_broken_by_folder_with_a_warning(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # an earlier in-process CLI test may have left the llamasc logger at another level
+    caplog.set_level(logging.WARNING, logger="llamasc")
     write_gguf(tmp_path / "a" / "llama-Q4_0.gguf")
     write_gguf(tmp_path / "b" / "deep" / "llama-Q4_0.gguf")
     write_gguf(tmp_path / "llama.gguf", file_type=LlamaFileType.MOSTLY_Q4_0)

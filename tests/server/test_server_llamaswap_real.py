@@ -107,7 +107,9 @@ def test_llama_swap_config_serves_through_its_routes(swap_daemon: ThreadDaemon) 
         entries = {e["id"]: e for e in listing.json()["data"]}
         assert set(entries) == {"smol"}  # gemma is unlisted, aliases are not listed
         assert entries["smol"]["name"] == "SmolLM2 135M"
-        assert entries["smol"]["meta"] == {"llamaswap": {"family": "smollm", "ctx": 512}}
+        # llama-swap's metadata beside what the GGUF itself says (model discovery)
+        assert entries["smol"]["meta"]["llamaswap"] == {"family": "smollm", "ctx": 512}
+        assert entries["smol"]["meta"]["architecture"] == "llama"
 
         # hooks.on_startup.preload started smol before any request
         wait_until(

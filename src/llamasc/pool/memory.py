@@ -14,6 +14,7 @@ Devices are named as the budget names them: ``host``, ``cuda0``, ``rocm1``, ``vu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -111,6 +112,12 @@ async def fit_params(
         await proc.wait()
         log.warning("llama-fit-params took more than %gs for %s", FIT_TIMEOUT, model.name)
         return {}
+    except BaseException:  # cancelled (the request gave up, or shutdown): leave nothing behind
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        with contextlib.suppress(BaseException):
+            await proc.wait()  # reaps it and closes its pipes' transports
+        raise
     text = out.decode("utf-8", "replace")
     if proc.returncode != 0:
         last = [ln for ln in text.splitlines() if ln.strip()][-1:] or ["no output"]
