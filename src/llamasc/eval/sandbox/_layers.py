@@ -163,7 +163,7 @@ def _blocked_at(path: str) -> str | None:
 def expose(paths: Iterable[str], layers: list[str]) -> None:
     """Make ``paths`` reachable by an unprivileged uid without CAP_DAC_READ_SEARCH.
 
-    A Python under a mode-700 home (``/root/.pyenv/...``) sits behind a directory only root
+    A Python under a mode-700 home (``~/.pyenv/...`` of root) sits behind a directory only root
     may search. In our mount namespace we lay an empty tmpfs (mode 755) over that directory
     and bind the needed trees back into it: the program reaches its interpreter and sees
     nothing else of the hidden home. Root only (needs CAP_SYS_ADMIN in the initial userns)."""
