@@ -158,10 +158,8 @@ class NotFoundError(LlamascError):
     code = "not_found"
 
 
-class CapacityError(LlamascError):
-    http_status = 503
-    error_type = "unavailable_error"
-    code = "capacity"
+class _RetryLater(LlamascError):
+    """An error whose answer tells the client when to try again (``Retry-After``)."""
 
     def __init__(
         self, message: str, *, retry_after: float = 5.0, details: Sequence[str] = ()
@@ -171,6 +169,12 @@ class CapacityError(LlamascError):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(max(1, round(self.retry_after)))}
+
+
+class CapacityError(_RetryLater):
+    http_status = 503
+    error_type = "unavailable_error"
+    code = "capacity"
 
 
 class TooManyConnectionsError(CapacityError):
@@ -185,19 +189,12 @@ class InsufficientMemoryError(LlamascError):
     code = "insufficient_memory"
 
 
-class ConcurrencyLimitError(LlamascError):
+class ConcurrencyLimitError(_RetryLater):
     """The model had ``concurrency`` requests in flight for the whole queue timeout."""
 
     http_status = 429
     error_type = "rate_limit_error"
     code = "concurrency_limit"
-
-    def __init__(self, message: str, *, retry_after: float = 5.0) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(max(1, round(self.retry_after)))}
 
 
 class ShuttingDownError(LlamascError):
