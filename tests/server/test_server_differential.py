@@ -38,6 +38,9 @@ TOOL_ANT = {
     "input_schema": TOOL_OAI["function"]["parameters"],  # type: ignore[index]
 }
 GEN = {"max_tokens": 4, "temperature": 0}
+# greedy, so both sends generate the same tokens: a sampled stream can end at its first token
+# and its event sequence then differs from the other send's
+RESP_GEN = {"max_output_tokens": 4, "temperature": 0}
 
 # (method, path, JSON body or query params). Each route of the table appears at least once.
 CASES: list[tuple[str, str, dict[str, Any]]] = [
@@ -48,7 +51,7 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
     ("POST", "/v1/completions", {"prompt": "Once upon", **GEN}),
     ("POST", "/v1/completions", {"prompt": "Once upon", "stream": True, **GEN}),
     ("POST", "/completions", {"prompt": "Once upon", "n_predict": 4}),
-    ("POST", "/completion", {"prompt": "Once upon", "n_predict": 4, "stream": True}),
+    ("POST", "/completion", {"prompt": "Once upon", "n_predict": 4, "temperature": 0, "stream": True}),
     ("POST", "/infill", {"input_prefix": "def add(a, b):\n    ", "input_suffix": "\n", **GEN}),
     ("POST", "/v1/chat/completions/input_tokens", {"messages": MSG}),
     ("POST", "/chat/completions/input_tokens", {"messages": MSG}),
@@ -61,9 +64,9 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
     ("POST", "/v1/messages", {"messages": MSG, "stream": True, **GEN}),
     ("POST", "/v1/messages", {"messages": MSG, "tools": [TOOL_ANT], **GEN}),
     ("POST", "/v1/messages/count_tokens", {"messages": MSG}),
-    ("POST", "/v1/responses", {"input": "Say hello.", "max_output_tokens": 4}),
-    ("POST", "/v1/responses", {"input": "Say hello.", "max_output_tokens": 4, "stream": True}),
-    ("POST", "/responses", {"input": "Say hello.", "max_output_tokens": 4}),
+    ("POST", "/v1/responses", {"input": "Say hello.", **RESP_GEN}),
+    ("POST", "/v1/responses", {"input": "Say hello.", "stream": True, **RESP_GEN}),
+    ("POST", "/responses", {"input": "Say hello.", **RESP_GEN}),
     ("POST", "/v1/responses/input_tokens", {"input": "Say hello."}),
     ("POST", "/responses/input_tokens", {"input": "Say hello."}),
     ("POST", "/v1/embeddings", {"input": "hello"}),
