@@ -41,6 +41,7 @@ GEN = {"max_tokens": 4, "temperature": 0}
 # greedy, so both sends generate the same tokens: a sampled stream can end at its first token
 # and its event sequence then differs from the other send's
 RESP_GEN = {"max_output_tokens": 4, "temperature": 0}
+NATIVE_GEN = {"n_predict": 4, "temperature": 0}
 
 # (method, path, JSON body or query params). Each route of the table appears at least once.
 CASES: list[tuple[str, str, dict[str, Any]]] = [
@@ -51,8 +52,7 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
     ("POST", "/v1/completions", {"prompt": "Once upon", **GEN}),
     ("POST", "/v1/completions", {"prompt": "Once upon", "stream": True, **GEN}),
     ("POST", "/completions", {"prompt": "Once upon", "n_predict": 4}),
-    ("POST", "/completion", {"prompt": "Once upon", "n_predict": 4, "temperature": 0,
-                             "stream": True}),
+    ("POST", "/completion", {"prompt": "Once upon", "stream": True, **NATIVE_GEN}),
     ("POST", "/infill", {"input_prefix": "def add(a, b):\n    ", "input_suffix": "\n", **GEN}),
     ("POST", "/v1/chat/completions/input_tokens", {"messages": MSG}),
     ("POST", "/chat/completions/input_tokens", {"messages": MSG}),
