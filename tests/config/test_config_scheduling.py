@@ -111,7 +111,13 @@ def test_sizes_and_budgets() -> None:
     assert parse_bytes(512) == 512
     assert parse_memory_budget("auto") is None
     assert parse_memory_budget({"CUDA0": "1GiB", "cpu": 10}) == {"cuda0": GIB, "host": 10}
-    for bad in ("host=1GiB,host=2GiB", "=1", "host=-1", "host=1XB"):
+    # an RPC worker's device, named by its --rpc address
+    assert parse_memory_budget("host=1GiB,rpc:10.0.0.2:50052=24GiB,rpc:[::1]:50053=1GiB") == {
+        "host": GIB,
+        "rpc:10.0.0.2:50052": 24 * GIB,
+        "rpc:[::1]:50053": GIB,
+    }
+    for bad in ("host=1GiB,host=2GiB", "=1", "host=-1", "host=1XB", "rpc:w=1GiB", "rpc:=1"):
         with pytest.raises(ValueError):
             parse_memory_budget(bad)
 

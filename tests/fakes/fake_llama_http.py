@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import socketserver
 import sys
 import threading
@@ -47,6 +48,8 @@ class State:
         self.quiet = opts.flag("--log-disable") is not None or (
             int(opts.flag("-lv", "--verbosity", "--log-verbosity") or 3) < 3
         )
+        # --rpc host:port,...: like llama-server, abort when a worker is gone mid-request
+        self.rpc = [w.rpartition(":") for w in (opts.flag("--rpc") or "").split(",") if w]
         self.slot_sem = threading.Semaphore(self.n_slots)
         self.lock = threading.Lock()
         self.busy = [False] * self.n_slots
@@ -65,6 +68,15 @@ class State:
             f"{us // 60_000_000}.{us // 1_000_000 % 60:02d}.{us // 1000 % 1000:03d}.{us % 1000:03d}"
         )
         sys.stderr.write(f"{stamp} {level} {line}\n")
+
+
+def _check_rpc(state: State) -> None:
+    """llama.cpp's RPC backend aborts the process when a worker stops answering; so do we."""
+    for host, _, port in state.rpc:
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=1).close()
+        except OSError:
+            _crash(state, f"RPC_STATUS_ASSERT failed: lost {host}:{port}")
 
 
 def _crash(state: State, why: str) -> None:
@@ -186,6 +198,8 @@ class Handler(socketserver.StreamRequestHandler):
         buf = bytearray()
         for k, ev in enumerate(events):
             if per_event:
+                if k > 0:
+                    _check_rpc(self.state)
                 w(b"%x\r\n%s\r\n" % (len(ev), ev))
                 if crash_mid and k + 1 >= MID_STREAM_EVENTS:
                     _crash(self.state, "mid-stream")
@@ -269,6 +283,7 @@ class Handler(socketserver.StreamRequestHandler):
                 echo = st.fake_echo
                 if crash_mid and not stream:
                     _crash(st, "mid-stream, before a non-stream answer")
+                _check_rpc(st)
                 if kind == "chat" and stream:
                     opts = req.get("stream_options") or {}
                     inc = bool(isinstance(opts, dict) and opts.get("include_usage"))

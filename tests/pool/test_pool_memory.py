@@ -16,6 +16,7 @@ from llamasc.pool.memory import (
     memory_args,
     parse_fit_output,
     physical_devices,
+    rpc_devices,
 )
 
 # lines as llama-fit-params --verbose prints them (log prefixes shortened)
@@ -43,6 +44,33 @@ def test_fit_output_is_read_per_device() -> None:
         "host": 500 * MIB,
     }
     assert parse_fit_output("error: invalid argument") == {}
+
+
+# a model spread over two RPC workers (the layout llama.cpp prints: name, then description)
+RPC_OUTPUT = "\n".join(
+    [
+        "| - RPC0 (10.0.0.2:50052) | 24080 = 20000 + ( 4000 = 3000 + 900 + 100) + 80 |",
+        "| - RPC1 (gpu-b:50052)    | 24080 = 21000 + ( 3000 = 2000 + 900 + 100) + 80 |",
+        "| - RPC[10.0.0.9:50052]   | 8000 = 7000 + ( 500 = 400 + 90 + 10) + 500 |",
+        "| - RPC2 (RPC device)     | 8000 = 7000 + ( 700 = 600 + 90 + 10) + 300 |",
+        "|   - Host               |   500 = 400 + 50 + 50 |",
+    ]
+)
+
+
+def test_rpc_workers_devices_are_named_by_their_address() -> None:
+    need = parse_fit_output(RPC_OUTPUT)
+    assert need == {
+        "rpc:10.0.0.2:50052": 4000 * MIB,
+        "rpc:gpu-b:50052": 3000 * MIB,
+        "rpc:10.0.0.9:50052": 500 * MIB,
+        "rpc2": 700 * MIB,  # no address in the row: its place in the --rpc list names it
+        "host": 500 * MIB,
+    }
+    args = ["--rpc", "10.0.0.2:50052,gpu-b:50052,10.0.0.7:50052"]
+    assert rpc_devices(need, args)["rpc:10.0.0.7:50052"] == 700 * MIB
+    assert rpc_devices({"rpc5": 1, "host": 2}, args) == {"rpc5": 1, "host": 2}  # not listed
+    assert "--rpc" in memory_args(["-c", "2048", *args, "--top-k", "2"])
 
 
 def test_cuda_visible_devices_maps_to_the_host_s_device_names() -> None:

@@ -278,6 +278,22 @@ def test_memory_is_admitted_per_device() -> None:
     assert s.held() == {"cuda0": 6 * GIB, "cuda1": 6 * GIB, "host": 1 * GIB}
 
 
+def test_models_spread_over_the_same_rpc_worker_share_its_budget() -> None:
+    w = "rpc:10.0.0.2:50052"
+    s = Scheduler(max_sidecars=8, queue_timeout=60, budget={"host": 64 * GIB, w: 24 * GIB})
+    a = P("a", need={w: 16 * GIB, "host": GIB})
+    b = P("b", need={w: 16 * GIB, "host": GIB})
+    c = P("c", need={"rpc:10.0.0.3:50052": 16 * GIB})  # a worker without a budget: no limit
+    up(s, 1, "a", p=a)
+    up(s, 2, "c", p=c)
+    s.released(1, 1.0)
+    s.released(2, 2.0)
+    assert s.request(3, "b", 3.0, b) == [Stop("a", "evict")]  # only a frees the worker
+    assert s.request(4, "x", 3.0, P("x", need={w: 30 * GIB}))[0] == Reject(
+        4, "insufficient_memory", detail=f"x needs 30.0 GiB on {w}; the budget is 24.0 GiB"
+    )
+
+
 def test_several_idle_sidecars_are_stopped_until_the_newcomer_fits() -> None:
     s = Scheduler(max_sidecars=8, queue_timeout=60, budget={"host": 10})
     for i, k in enumerate("abc"):

@@ -107,6 +107,51 @@ def test_workers_in_health_and_ps_and_a_lost_worker_gives_a_502_naming_it(
         assert r.status_code == 200, r.text
 
 
+def test_a_worker_lost_mid_request_gives_a_502_naming_it(
+    workers: list[Worker], daemon_factory: DaemonFactory, tmp_path: Path
+) -> None:
+    """The fake, like llama-server, aborts when a worker stops answering mid-request: the
+    request in flight (a stream, and a plain answer) is told which worker, not only that the
+    connection broke. The health monitor is slowed down so that the relay's path is tested."""
+    hold = tmp_path / "hold"
+    env = {"FAKE_LLAMA_TOKEN_DELAY": "0.05", "FAKE_LLAMA_CHUNKS": "400"}
+    d = daemon_factory(
+        {"models": {"m1": {"env": env}, "m2": {"env": {"FAKE_LLAMA_HOLD_FILE": str(hold)}}}},
+        base_args=rpc_args(workers),
+        health_interval="60",
+    )
+    body = {**chat("m1"), "stream": True}
+    with httpx.Client(base_url=d.url, timeout=30) as c:
+        with c.stream("POST", "/v1/chat/completions", json=body) as r:
+            assert r.status_code == 200
+            lines = r.iter_lines()
+            assert next(line for line in lines if line.startswith("data:"))
+            workers[1].stop()
+            rest = "\n".join(lines)
+        event = json.loads(next(ln for ln in rest.splitlines() if '"error"' in ln)[5:])
+        assert event["error"]["code"] == "rpc_worker_unreachable", event
+        assert workers[1].address in event["error"]["message"]
+        assert workers[0].address not in event["error"]["message"]
+
+        workers[1].start()
+        hold.touch()  # m2's first completion waits while the file exists
+        result: dict[str, httpx.Response] = {}
+        t = threading.Thread(
+            target=lambda: result.update(r=c.post("/v1/chat/completions", json=chat("m2")))
+        )
+        t.start()
+        wait_until(lambda: any(s["in_flight"] for s in d.sidecars()), 30, "m2's request")
+        workers[0].stop()
+        hold.unlink()
+        t.join(30)
+    r = result["r"]
+    assert r.status_code == 502, r.text
+    err = r.json()["error"]
+    assert err["code"] == "rpc_worker_unreachable"
+    assert workers[0].address in err["message"]
+    assert workers[1].address not in err["message"]
+
+
 def test_clients_still_cannot_pass_rpc(
     workers: list[Worker], daemon_factory: DaemonFactory
 ) -> None:

@@ -40,7 +40,8 @@ DEFAULT_SLOT_CACHE_MIN_TOKENS = 1024
 DEFAULT_SLOT_CACHE_SIZE = 20 * 1024**3
 
 # a device name as the budget spells it: host, cpu, cuda0, rocm1, vulkan0, metal...
-_DEVICE = re.compile(r"^[a-z][a-z0-9_]*$")
+# a local device (cuda0, host, ...) or an RPC worker's: rpc:HOST:PORT as in --rpc
+_DEVICE = re.compile(r"^(?:[a-z][a-z0-9_]*|rpc:(?:\[[0-9a-f:.]+\]|[a-z0-9_.-]+):\d+)$")
 _SIZE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?i?b?)$", re.IGNORECASE)
 _UNIT = {
     "": 1, "b": 1, "k": 1000, "kb": 1000, "ki": 1024, "kib": 1024, "m": 1000**2,

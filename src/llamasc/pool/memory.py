@@ -8,7 +8,11 @@ that program is missing or fails, an estimate from the GGUF's metadata (read wit
 context and cache types, plus a compute buffer. Projections are cached by sidecar key and
 the model file's mtime.
 
-Devices are named as the budget names them: ``host``, ``cuda0``, ``rocm1``, ``vulkan0``...
+Devices are named as the budget names them: ``host``, ``cuda0``, ``rocm1``, ``vulkan0``...,
+and an RPC worker's device (``--rpc`` in a model's operator arguments) ``rpc:HOST:PORT``:
+llama-fit-params connects to the workers and projects what each of their devices will hold,
+so memory admission counts them like local devices. The GGUF estimate cannot know how
+llama.cpp will split a model over workers: it puts the whole model on ``host``.
 """
 
 from __future__ import annotations
@@ -23,10 +27,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from llamasc.flags import load_default_table
+from llamasc.process.rpc import rpc_workers
 
 log = logging.getLogger(__name__)
 
 MIB = 1024**2
+RPC_DEVICE = "rpc:"  # + the worker's host:port, as in --rpc and a memory budget
+_ADDRESS = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):\d+$")
 FIT_TIMEOUT = 30.0
 
 # the flags that change what a child holds; the rest (sampling, server options) do not,
@@ -37,11 +44,16 @@ _MEMORY_FLAGS = frozenset(
         "--flash-attn", "--batch-size", "--ubatch-size", "--tensor-split", "--split-mode",
         "--main-gpu", "--device", "--override-tensor", "--cpu-moe", "--n-cpu-moe", "--fit",
         "--fit-target", "--fit-ctx", "--kv-unified", "--swa-full", "--kv-offload",
-        "--load-mode", "--mmproj", "--spec-draft-model", "--spec-draft-ngl",
+        "--load-mode", "--mmproj", "--spec-draft-model", "--spec-draft-ngl", "--rpc",
     }
 )  # fmt: skip
 _HOST = re.compile(r"projected to use (\d+) MiB of host memory")
 _DEVICE_ROW = re.compile(r"\|\s*-\s*([A-Za-z]+\d+)\b[^|]*\|\s*\d+\s*=\s*\d+\s*\+\s*\(\s*(\d+)\s*=")
+# an RPC worker's device: ``RPC0 (host:port)`` in recent builds, ``RPC[host:port]`` in older
+_RPC_ROW = re.compile(
+    r"\|\s*-\s*(?:RPC(\d+)\s*(?:\(([^)]*)\))?|RPC\[([^\]]+)\])[^|]*\|\s*\d+\s*=\s*\d+\s*\+"
+    r"\s*\(\s*(\d+)\s*="
+)
 _HOST_ROW = re.compile(r"\|\s*-\s*Host\s*\|\s*(\d+)\s*=")
 # bytes per element of each KV cache type
 _CACHE_BYTES = {
@@ -77,8 +89,13 @@ def parse_fit_output(text: str) -> dict[str, int]:
     need: dict[str, int] = {}
     for m in _DEVICE_ROW.finditer(text):
         device = m.group(1).lower()
-        if device != "host":
+        if device != "host" and not device.startswith("rpc"):
             need[device] = int(m.group(2)) * MIB
+    for m in _RPC_ROW.finditer(text):
+        index, desc, older, mib = m.groups()
+        where = older or (desc or "").strip()
+        device = f"{RPC_DEVICE}{where}" if _ADDRESS.match(where) else f"rpc{index}"
+        need[device] = need.get(device, 0) + int(mib) * MIB
     host = _HOST.search(text)
     if host is not None:
         need["host"] = int(host.group(1)) * MIB
@@ -177,6 +194,20 @@ def gguf_estimate(model: Path, args: Sequence[str]) -> dict[str, int]:
     return {"host": int(weights + kv + compute)}
 
 
+def rpc_devices(need: dict[str, int], args: Sequence[str]) -> dict[str, int]:
+    """``rpc0`` (a worker's device the output did not name by address) is the ``N``-th worker
+    of the ``--rpc`` list: ``rpc:HOST:PORT``, the name a budget gives a worker's device. So
+    two models spread over the same worker are counted against the same budget."""
+    workers = rpc_workers(args)
+    out: dict[str, int] = {}
+    for device, v in need.items():
+        name = device
+        if device.startswith("rpc") and device[3:].isdigit() and int(device[3:]) < len(workers):
+            name = RPC_DEVICE + workers[int(device[3:])].address
+        out[name] = out.get(name, 0) + v
+    return out
+
+
 def physical_devices(need: dict[str, int], env: Mapping[str, str] | None) -> dict[str, int]:
     """``cuda0`` under ``CUDA_VISIBLE_DEVICES=2,3`` is the host's ``cuda2``: the budget's name."""
     visible = (env or {}).get("CUDA_VISIBLE_DEVICES", "")
@@ -240,7 +271,7 @@ class Projector:
         if self.fit_binary is not None:
             need = await fit_params(self.fit_binary, model, args, env)
             if need:
-                return physical_devices(need, env)
+                return rpc_devices(physical_devices(need, env), args)
         need = await asyncio.to_thread(gguf_estimate, model, args)
         if need and model not in self._estimated:
             self._estimated.add(model)
@@ -260,4 +291,5 @@ __all__ = [
     "memory_args",
     "parse_fit_output",
     "physical_devices",
+    "rpc_devices",
 ]

@@ -26,10 +26,12 @@ from llamasc.errors import (
     AuthError,
     HeadersTooLargeError,
     LlamascError,
+    RpcWorkerError,
     ShuttingDownError,
     UpstreamError,
     UpstreamTimeoutError,
 )
+from llamasc.process.rpc import check_workers, rpc_workers
 from llamasc.server._request import header_text, read_body
 from llamasc.server._types import LeaseLike
 from llamasc.server.dispatch import (
@@ -51,6 +53,8 @@ from llamasc.server.upstream_conn import (
 )
 
 log = logging.getLogger(__name__)
+
+RPC_PROBE_TIMEOUT = 1.0  # per worker, only after a sidecar spread over workers failed
 
 # Not forwarded upstream: hop-by-hop headers, ours (auth, routing), and the ones we set.
 _DROP_REQUEST = frozenset(
@@ -273,11 +277,13 @@ class Proxy:
             conn = await up.send(up.head(method, target, fwd) + body)
         except UpstreamTimeout as exc:
             _report_timeout(lease)
-            raise UpstreamTimeoutError(f"{where} {exc}") from None
+            raise await _cause(lease, where, UpstreamTimeoutError(f"{where} {exc}")) from None
         except UpstreamConnectError as exc:
-            raise UpstreamError(f"{where} failed before answering: {exc}") from None
+            err = UpstreamError(f"{where} failed before answering: {exc}")
+            raise await _cause(lease, where, err) from None
         except UpstreamIOError as exc:
-            raise UpstreamError(f"{where} closed the connection without answering: {exc}") from None
+            err = UpstreamError(f"{where} closed the connection without answering: {exc}")
+            raise await _cause(lease, where, err) from None
         try:
             await self._relay(conn, send, where, lease, call)
         finally:
@@ -317,12 +323,13 @@ class Proxy:
                 call.done = True
                 await send({"type": "http.response.body", "body": last, "more_body": False})
         except UpstreamIOError as exc:
-            err: UpstreamError | UpstreamTimeoutError
+            err: LlamascError
             if isinstance(exc, UpstreamTimeout):
                 _report_timeout(lease)
                 err = UpstreamTimeoutError(f"{where} {exc}")
             else:
                 err = UpstreamError(f"{where} broke off its answer: {exc}")
+            err = await _cause(lease, where, err)
             log.warning("%s", err)
             if not sse:
                 raise _AbortConnection(str(err)) from None
@@ -335,6 +342,21 @@ class Proxy:
             timings = find_timings(before, last)
             if timings is not None:
                 _record(lease, timings)
+
+
+async def _cause(lease: LeaseLike, where: str, err: LlamascError) -> LlamascError:
+    """``err``, or a 502 naming the RPC worker that went away when the sidecar's model is
+    spread over workers and one of them no longer answers (llama-server aborts when it loses
+    one mid-request: its broken connection is the symptom, the worker the cause)."""
+    child = getattr(lease, "child", None)  # the real pool's leases have it
+    workers = rpc_workers(getattr(child, "flags", ()))
+    if not workers:
+        return err
+    try:
+        await check_workers(workers, timeout=RPC_PROBE_TIMEOUT)
+    except RpcWorkerError as lost:
+        return RpcWorkerError(f"{where} failed: {lost}", workers=lost.workers)
+    return err
 
 
 def _report_timeout(lease: LeaseLike) -> None:
