@@ -507,23 +507,31 @@ def serve(
         "tls_key_file": tls_key_file,
     }
     settings = load_settings(cli, config_path=config, config_dir=config_dir)
-    setup_logging(settings)
+    handler = setup_logging(settings)
     import os
 
     path = config or os.environ.get("LLAMASC_CONFIG") or None
     watched = [p for p in (path, config_dir) if p] if watch_config else []
     if config_dir:
         watched += [str(p) for p in sorted(Path(config_dir).glob("*.y*ml"))] if watch_config else []
-    run(
-        settings,
-        on_ready=_announce,
-        reload_source=lambda: load_settings(cli, config_path=config, config_dir=config_dir),
-        watch_paths=watched,
-    )
+    try:
+        run(
+            settings,
+            on_ready=_announce,
+            reload_source=lambda: load_settings(cli, config_path=config, config_dir=config_dir),
+            watch_paths=watched,
+        )
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
 
 
-def setup_logging(settings: Settings) -> None:
-    """stderr, or a rotating file with --log-file (a service has no console to write to)."""
+def setup_logging(settings: Settings) -> logging.Handler:
+    """stderr, or a rotating file with --log-file (a service has no console to write to).
+
+    Replaces only a handler of ours from an earlier call, never another program's (a host
+    application's, or pytest's log capture); the caller removes the one returned when it is
+    done, so nothing keeps writing to a stream that has gone away."""
     from logging.handlers import RotatingFileHandler
 
     from llamasc.errors import ConfigError
@@ -541,11 +549,17 @@ def setup_logging(settings: Settings) -> None:
     else:
         handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.set_name(_HANDLER_NAME)
     root = logging.getLogger()
-    for old in list(root.handlers):
+    for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
         root.removeHandler(old)
+        old.close()
     root.addHandler(handler)
     root.setLevel(settings.log_level)
+    return handler
+
+
+_HANDLER_NAME = "llamasc.serve"
 
 
 def _announce(info: ServeInfo) -> None:
