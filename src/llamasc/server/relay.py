@@ -197,7 +197,8 @@ class Proxy:
                     query=scope["query_string"], headers=fwd, body=body, requested=model,
                 )  # fmt: skip
                 return
-            if route.mode is not None and model not in st.no_modes:
+            opaque = st.catalog.is_opaque(model)  # relayed as-is: no mode flags either
+            if route.mode is not None and model not in st.no_modes and not opaque:
                 flags = with_mode(flags, route.mode, st.pooling.get(model))
             if not route.starts:
                 if route.path == SLOT_ACTION:
