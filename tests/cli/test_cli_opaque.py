@@ -179,3 +179,41 @@ def test_swapped_with_a_llama_server_model_in_a_group(
         served.proc.send_signal(signal.SIGINT)
         served.proc.wait(60)
         served.finish()
+
+
+def _read_until(lines: Any, needle: str) -> list[str]:
+    got: list[str] = []
+    for line in lines:
+        got.append(line)
+        if needle in line:
+            return got
+    raise AssertionError(f"stream ended before {needle!r}: {got[-5:]}")
+
+
+def test_logs_stream_follows_the_daemon_and_one_models_output(tmp_path: Path) -> None:
+    served = _serve(tmp_path, CONFIG)
+    url = served.url
+    try:
+        r = httpx.get(url + "/logs/stream/ghost", timeout=10)
+        assert r.status_code == 404
+        assert r.json()["error"]["code"] == "model_not_found"
+        wait_until(lambda: _chat(url, "nocheck").status_code == 200, 30, "nocheck to answer")
+        timeout = httpx.Timeout(30)
+        with httpx.stream("GET", url + "/logs/stream/nc", timeout=timeout) as r:
+            assert r.status_code == 200
+            assert r.headers["content-type"].startswith("text/plain")
+            lines = r.iter_lines()
+            history = _read_until(lines, "opaque backend listening on")  # its history
+            assert not any("llamasc." in ln for ln in history)  # its output only
+            _chat(url, "nocheck")
+            _read_until(lines, "POST /v1/chat/completions")  # followed
+        with httpx.stream("GET", url + "/logs/stream?no-history", timeout=timeout) as r:
+            lines = r.iter_lines()
+            assert _chat(url, "slow").status_code == 200  # a start: daemon and output lines
+            got = _read_until(lines, "[slow] opaque backend listening on")
+            assert not any("[nocheck] opaque backend listening" in ln for ln in got)
+            assert any("llamasc.pool.children: starting" in ln and "slow" in ln for ln in got)
+    finally:
+        served.proc.send_signal(signal.SIGINT)
+        served.proc.wait(60)  # the streams never hold the shutdown
+        served.finish()
