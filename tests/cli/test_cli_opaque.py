@@ -101,6 +101,11 @@ def test_served_ready_by_check_endpoint_and_stopped_by_cmd_stop(tmp_path: Path) 
         err = r.json()["error"]
         assert err["code"] == "invalid_flags"
         assert "takes no X-Agent-Flags" in err["message"]
+        listed = httpx.get(served.url + "/v1/models", timeout=10).json()["data"]
+        status = {m["id"]: m.get("status") for m in listed}
+        assert set(status) == {"slow", "stubborn", "nocheck"}
+        assert status["slow"] == {"value": "loaded", "args": []}
+        assert status["stubborn"] == {"value": "unloaded", "args": []}  # no BASE_ARGS: not ours
         running = httpx.get(served.url + "/running", timeout=10).json()
         assert {m["model"] for m in running["running"]} == {"slow", "nocheck"}
         r = httpx.post(served.url + "/api/models/unload/slow", timeout=60)

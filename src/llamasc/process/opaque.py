@@ -194,9 +194,11 @@ class OpaqueBackend(LlamaServer):
     async def _stop(self, grace: float) -> int | None:
         if self.opaque.unload_timeout is not None:
             grace = self.opaque.unload_timeout
-        if self.opaque.cmd_stop and self.returncode is None and not self._exited.is_set():
+        running = self.returncode is None and not self._exited.is_set()
+        if self.opaque.cmd_stop and running:
             self._stopping = True
-            await self._run_cmd_stop()
+            if not await self._run_cmd_stop():  # it could not run: signal the process
+                return await super()._stop(grace)
             if await self._wait_exit(grace):
                 await self._drained()
                 return self.returncode
@@ -212,7 +214,8 @@ class OpaqueBackend(LlamaServer):
             return self.returncode
         return await super()._stop(grace)
 
-    async def _run_cmd_stop(self) -> None:
+    async def _run_cmd_stop(self) -> bool:
+        """Run ``cmdStop``; False when it could not be run at all."""
         values = self.opaque.values(self.pid)
         argv = [fill(a, values) for a in self.opaque.cmd_stop]
         log.info("%sstopping pid %d with cmdStop: %s", self._prefix, self.pid, " ".join(argv))
@@ -225,9 +228,9 @@ class OpaqueBackend(LlamaServer):
                 stderr=asyncio.subprocess.PIPE,
                 env=scrubbed_env(self.opaque.env),
             )
-        except OSError as exc:
+        except (OSError, NotImplementedError) as exc:  # no subprocesses on this loop
             log.warning("%scmdStop %s cannot run: %s", self._prefix, argv[0], exc)
-            return
+            return False
         try:
             _, err = await asyncio.wait_for(proc.communicate(), CMD_STOP_TIMEOUT)
         except TimeoutError:
@@ -235,12 +238,13 @@ class OpaqueBackend(LlamaServer):
                 proc.kill()
             await proc.wait()
             log.warning("%scmdStop took more than %gs", self._prefix, CMD_STOP_TIMEOUT)
-            return
+            return True
         if proc.returncode != 0:
             last = err.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
             log.warning("%scmdStop exited with %s: %s", self._prefix, proc.returncode, last[0])
         else:
             log.debug("%scmdStop done in %.2fs", self._prefix, time.monotonic() - started)
+        return True
 
 
 __all__ = ["OpaqueBackend", "OpaqueSpec", "fill"]
