@@ -35,6 +35,7 @@ models:
     aliases: [small]
   vllm:
     cmd: vllm serve Qwen/Qwen3 --port ${PORT}
+    cmdStop: docker stop ${MODEL_ID}
 groups:
   g: {members: [smol]}
 """
@@ -60,6 +61,7 @@ def test_config_check_prints_what_it_understood(tmp_path: Path) -> None:
     assert "cmd: /opt/llama.cpp/llama-server --port '${PORT}' -m /m/smol.gguf -c 4096" in out.stdout
     assert "operator args: -c 4096 --top-k 20" in out.stdout
     assert "vllm [opaque]" in out.stdout
+    assert "cmdStop: docker stop vllm" in out.stdout  # ${MODEL_ID} is known already
     assert "group g: smol" in out.stdout
     assert "warning: logToStdout: not acted on" in out.stdout
     assert "not served" not in out.stdout  # vllm runs as an opaque upstream
