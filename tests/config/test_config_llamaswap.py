@@ -83,14 +83,25 @@ def test_native_settings_carry_the_scheduling_and_listing_keys(tmp_path: Path) -
     assert (smol["ttl"], smol["concurrency"], smol["send_loading_state"]) == (30.0, 3, True)
     assert data["models"]["gemma"]["ttl"] == 600.0  # ttl -1 (unset) -> globalTTL
     assert data["models"]["gemma"]["priority"] == 5
-    assert "whisper" not in data["models"]
-    assert any("whisper" in w and "not served" in w for w in warnings)
+    whisper = data["models"]["whisper"]  # another program: an opaque upstream
+    assert "path" not in whisper
+    assert "args" not in whisper
+    assert whisper["opaque"]["cmd_stop"] == ["kill", "-INT", "${PID}"]
+    assert whisper["opaque"]["check_endpoint"] == "none"
+    assert whisper["opaque"]["unload_timeout"] == 3.0
+    assert whisper["opaque"]["proxy"] == "http://127.0.0.1:${PORT}"
+    assert "--port" in whisper["opaque"]["argv"]
+    assert not any("not served" in w for w in warnings)
     assert data["peers"]["gpu-box"]["proxy"] == "http://10.0.0.2:8080"
     assert data["peers"]["gpu-box"]["connect_timeout"] == 2.0
     assert data["peers"]["gpu-box"]["api_key"] == "peer-key"
-    assert data["groups"] == {
-        "chat": {"members": ["smol", "gemma"], "swap": True, "exclusive": True, "persistent": False}
+    assert data["groups"]["chat"] == {
+        "members": ["smol", "gemma"],
+        "swap": True,
+        "exclusive": True,
+        "persistent": False,
     }
+    assert data["groups"]["audio"]["members"] == ["whisper"]
     assert data["preload"] == ["smol"]
     assert data["port_range"] == (9100, 9199)
     assert data["log_level"] == "WARNING"
@@ -243,8 +254,11 @@ def test_load_settings_reads_a_llama_swap_file(tmp_path: Path) -> None:
     cfg = tmp_path / "config.yaml"
     cfg.write_text(FULL.read_text())
     settings = load_settings({}, env=ENV, config_path=cfg)
-    assert sorted(settings.models) == ["gemma", "smol"]
+    assert sorted(settings.models) == ["gemma", "smol", "whisper"]
     assert settings.models["smol"].args == ("-c", "4096", "--top-k", "20")
+    whisper = settings.models["whisper"].opaque
+    assert whisper is not None
+    assert whisper.cmd_stop == ("kill", "-INT", "${PID}")
     assert settings.health_timeout == 90.0
     assert settings.ttl == 600.0
     assert any("logTimeFormat" in w for w in settings.swap_warnings)

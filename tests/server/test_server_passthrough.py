@@ -4,7 +4,7 @@ loading it on demand, any method, streaming, ids with slashes, aliases, auth."""
 from __future__ import annotations
 
 import httpx
-from server_fakes import DaemonFactory
+from server_fakes import DaemonFactory, wait_until
 
 from llamasc.server.passthrough import split_model
 
@@ -49,3 +49,21 @@ def test_passthrough_needs_the_api_key(daemon_factory: DaemonFactory) -> None:
         assert (
             c.get("/upstream/m1/health", headers={"Authorization": "Bearer k2"}).status_code == 200
         )
+
+
+def test_a_client_that_leaves_stops_the_upstream_request(daemon_factory: DaemonFactory) -> None:
+    d = daemon_factory({"models": {"m1": {"env": {"FAKE_LLAMA_TOKEN_DELAY": "0.05"}}}})
+    with httpx.Client(base_url=d.url, timeout=30) as c:
+        assert c.get("/upstream/m1/health").status_code == 200
+        slots = f"http://127.0.0.1:{d.sidecars()[0]['port']}/slots"
+        body = {"messages": [], "max_tokens": 400, "stream": True}
+        with c.stream("POST", "/upstream/m1/v1/chat/completions", json=body) as r:
+            next(r.iter_raw())
+            assert any(s["is_processing"] for s in httpx.get(slots).json())
+        # closed before its end: the fake llama-server must stop generating
+        wait_until(
+            lambda: not any(s["is_processing"] for s in httpx.get(slots).json()),
+            5,
+            "the upstream slot to be released",
+        )
+        wait_until(lambda: d.sidecars()[0]["in_flight"] == 0, 5, "the lease to be released")

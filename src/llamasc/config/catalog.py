@@ -92,8 +92,12 @@ def build_catalog(
     if settings.model_map_file:
         for e in load_model_map(settings.model_map_file):
             explicit[e.id] = replace(e, source="model_map")
+    opaque: dict[str, ModelEntry] = {}
     for model_id, m in settings.models.items():
-        if m.path is not None:
+        if m.opaque is not None:  # another program: no file to read, nothing to discover
+            argv0 = Path(m.opaque.argv[0])
+            opaque[model_id] = ModelEntry(model_id, argv0, m.env, "config", opaque=m.opaque)
+        elif m.path is not None:
             explicit[model_id] = ModelEntry(id=model_id, path=m.path, env=m.env, source="config")
     dirs = settings.all_models_dirs
     if strict:
@@ -107,7 +111,7 @@ def build_catalog(
             taken=explicit, env=env, keep=[e.path for e in explicit.values()],
         )  # fmt: skip
         warnings += scan.warnings
-    elif not explicit:
+    elif not explicit and not opaque:
         demo = demo_model_path()
         if demo is None:
             raise DiscoveryError(
@@ -126,6 +130,7 @@ def build_catalog(
             )
         else:
             entries[model_id] = _with_meta(given, scanner)
+    entries.update(opaque)
     claimed = len(scan.entries) - len(found) if explicit else 0
     for e in scan.entries:
         if not claimed or _key(e.path) in found:

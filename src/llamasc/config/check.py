@@ -66,6 +66,10 @@ def _check_swap(
         else:
             details["proxy"] = m.proxy
             details["checkEndpoint"] = m.check_endpoint
+            if m.cmd_stop:
+                details["cmdStop"] = " ".join(shlex.quote(a) for a in m.cmd_stop)
+            if m.unload_timeout is not None:
+                details["unloadTimeout"] = m.unload_timeout
         for key, value in (
             ("ttl", m.ttl),
             ("env", dict(m.env) or None),

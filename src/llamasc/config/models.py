@@ -22,6 +22,7 @@ from llamasc.errors import ConfigError, UnknownModelError, clip
 
 if TYPE_CHECKING:
     from llamasc.config.gguf_meta import GGUFMeta
+    from llamasc.config.swapfields import OpaqueSettings
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +53,19 @@ class ModelEntry:
         return self.id if self.generation == 0 else f"{self.id}\x00{self.generation}"
 
     def runs_like(self, other: ModelEntry) -> bool:
-        """Same process: same GGUF, environment and operator args (a reload keeps it)."""
-        return (self.path, dict(self.env), self.args) == (other.path, dict(other.env), other.args)
+        """Same process: same GGUF, environment and operator args, or the same opaque
+        command (a reload keeps it)."""
+        return (self.path, dict(self.env), self.args, self.opaque) == (
+            other.path, dict(other.env), other.args, other.opaque,
+        )  # fmt: skip
 
     mmproj: Path | None = None
     meta: GGUFMeta | None = field(default=None, compare=False)
     stamp: tuple[int, ...] = ()
     error: str | None = field(default=None, compare=False)
     parts: int = 1
+    # another program's server (llama-swap cmd that is not llama-server): ``path`` is its argv[0]
+    opaque: OpaqueSettings | None = None
 
 
 @dataclass
@@ -84,6 +90,11 @@ class ModelCatalog:
 
     def ids(self) -> list[str]:
         return list(self.models)
+
+    def is_opaque(self, model_id: str) -> bool:
+        """True for a model served by another program (it takes no llama-server flags)."""
+        entry = self.models.get(self.aliases.get(model_id, model_id))
+        return entry is not None and entry.opaque is not None
 
     def __len__(self) -> int:
         return len(self.models)

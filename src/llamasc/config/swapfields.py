@@ -55,8 +55,23 @@ class PeerSettings(BaseModel):
     connect_timeout: float = Field(default=30.0, gt=0)
 
 
+class OpaqueSettings(BaseModel):
+    """A model served by another program (llama-swap's ``cmd`` that is not llama-server):
+    run as given (an argv, never a shell), ``${PORT}`` filled from the port range."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    argv: tuple[str, ...] = Field(min_length=1)
+    cmd_stop: tuple[str, ...] = ()  # ${PID}, ${MODEL_ID}, ${PORT} filled
+    proxy: str = "http://localhost:${PORT}"
+    check_endpoint: str = "/health"  # "none": ready once spawned
+    unload_timeout: float | None = Field(default=None, ge=0)  # None: stop_grace
+
+
 class ModelSwapFields(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    opaque: OpaqueSettings | None = None
 
     aliases: tuple[str, ...] = ()
     unlisted: bool = False
@@ -77,4 +92,4 @@ class SwapFields(BaseModel):
     swap_warnings: tuple[str, ...] = ()  # set by the llama-swap reader, logged at start-up
 
 
-__all__ = ["FilterSettings", "ModelSwapFields", "PeerSettings", "SwapFields"]
+__all__ = ["FilterSettings", "ModelSwapFields", "OpaqueSettings", "PeerSettings", "SwapFields"]

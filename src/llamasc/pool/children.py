@@ -22,6 +22,7 @@ from llamasc.errors import LlamascError, SpawnError
 from llamasc.pool.child import Child, ChildHandle, Launcher
 from llamasc.pool.config import PoolConfig
 from llamasc.pool.ports import PortAllocator
+from llamasc.process.opaque import OpaqueBackend, OpaqueSpec
 from llamasc.process.rpc import check_workers, probe, rpc_workers
 from llamasc.process.spec import LaunchSpec, build_argv
 
@@ -120,8 +121,17 @@ class Children:
                     for w in waits:
                         w.cancel()
 
-    def _spec(self, child: Child, entry: ModelEntry) -> LaunchSpec:
+    def _spec(self, child: Child, entry: ModelEntry) -> LaunchSpec | OpaqueSpec:
         log_dir = self.config.log_dir
+        if entry.opaque is not None:  # another program's server (process.opaque)
+            o = entry.opaque
+            return OpaqueSpec(
+                model_id=entry.id, argv=o.argv, port=child.port, proxy=o.proxy,
+                check_endpoint=o.check_endpoint, cmd_stop=o.cmd_stop,
+                unload_timeout=o.unload_timeout, env=dict(entry.env),
+                log_file=None if log_dir is None else log_dir / f"{child.key[:16]}.log",
+                label=f"{entry.id}@{child.key[:8]}",
+            )  # fmt: skip
         return LaunchSpec(
             binary=self.binary,
             model_path=entry.path,
@@ -134,12 +144,17 @@ class Children:
             alias=entry.id,
         )
 
-    async def _launch(self, child: Child, spec: LaunchSpec) -> tuple[ChildHandle, LaunchSpec]:
+    async def _launch(
+        self, child: Child, spec: LaunchSpec | OpaqueSpec
+    ) -> tuple[ChildHandle, LaunchSpec | OpaqueSpec]:
         """Run the launcher; if another process took the port between our free-port check
         and llama-server's bind, move to another port and try again (twice at most).
         Returns the ready child and the spec it was started with."""
         for attempt in range(_BIND_RETRIES + 1):
             try:
+                if isinstance(spec, OpaqueSpec):
+                    timeout = self.config.health_timeout
+                    return await OpaqueBackend.launch(spec, ready_timeout=timeout), spec
                 handle = await self._launcher(spec, ready_timeout=self.config.health_timeout)
                 return handle, spec
             except SpawnError as exc:
@@ -184,7 +199,7 @@ class Children:
         if self._state_file is not None:
             from llamasc.process.reaper import ChildRecord
 
-            argv = build_argv(spec)
+            argv = spec.command() if isinstance(spec, OpaqueSpec) else build_argv(spec)
             record = ChildRecord.of(handle.pid, handle.create_time, child.port, child.key, argv)
             self._state_file.add_record(record)
         self._spawn(self._watch(child), f"watch-{child.key[:8]}")

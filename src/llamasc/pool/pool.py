@@ -27,6 +27,7 @@ from llamasc.errors import (
     CapacityError,
     ConcurrencyLimitError,
     ConfigError,
+    FlagError,
     InsufficientMemoryError,
     LlamascError,
     NotFoundError,
@@ -166,6 +167,15 @@ class Pool:
         if cached is not None:
             return cached
         entry = self.catalog.get(model_id)  # an alias finds its model's entry (and sidecars)
+        if entry.opaque is not None:  # another program: run as configured, no flags
+            if user_flags:
+                raise FlagError(
+                    f"{entry.id} is not a llama-server model (its cmd runs "
+                    f"{entry.path.name}): it takes no X-Agent-Flags"
+                )
+            none: tuple[str, ...] = ()
+            self._keys[(model_id, user_flags)] = (sidecar_key(entry.key_id, none), entry, none)
+            return self._keys[(model_id, user_flags)]
         base = self._base_for(entry.id)
         if entry.args:  # a llama-swap cmd's arguments (validated by the daemon), or a reload's
             base = merge_flags(base, entry.args)
@@ -487,7 +497,7 @@ class Pool:
     ) -> Profile:
         pol = self._policy(model_id)
         need: dict[str, int] = {}
-        if self._projector is not None:
+        if self._projector is not None and entry.opaque is None:  # opaque: counted only
             need = await self._projector.need(key, entry.path, merged, entry.env)
         profile = Profile(
             model=model_id,

@@ -32,7 +32,11 @@ Rules:
   another one, nor by their TTL; others are stopped after ``ttl`` seconds idle.
 - Only an explicit stop, a child's exit or shutdown ends a sidecar that has requests in flight.
 - A retired sidecar (its model's file changed or went away) finishes what it has in flight and
-  then stops; meanwhile new requests for its key wait for its successor.
+  then stops; meanwhile new requests for its key wait for its successor. A successor under
+  another key (a reload changed the model's arguments) starts beside it: the retiring child's
+  room counts as taken until it exits, so idle sidecars make room rather than the successor
+  waiting for the old child's streams to end (unless a group rule says the two cannot run
+  together).
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from llamasc.pool.admission import (
     Ledger,
     Profile,
     Usage,
+    add,
     charge,
     fits,
     insufficient_memory_message,
@@ -361,7 +366,9 @@ class Scheduler:
             stopping = sc.state is SidecarState.STOPPING
             overlapped = stopping and overlap_left > 0
             overlap_left -= overlapped
-            led.hold(self._charge(sc), stopping=stopping or sc.draining, overlapped=overlapped)
+            # a retiring child's room is not "coming soon": its streams may run for minutes
+            soon = stopping or (sc.draining and not sc.retiring)
+            led.hold(self._charge(sc), stopping=soon, overlapped=overlapped)
         for c in claimed:
             led.claim(c)
         return led
@@ -408,6 +415,10 @@ class Scheduler:
                 continue
             starving = self.max_wait is not None and now - w.arrival >= self.max_wait
             charges = {k: self._charge(sc) for k, sc in self._sidecars.items()}
+            later = dict(led.later)
+            for r in must:  # a retiring conflict must end first anyway: its room is ours
+                if self._sidecars[r.key].retiring:
+                    add(later, charges[r.key])
             plan = plan_room(
                 w.key,
                 group,
@@ -415,7 +426,7 @@ class Scheduler:
                 must=must,
                 groups=self.groups,
                 charges=charges,
-                later=led.later,
+                later=later,
                 need=need,
                 starving=starving,
                 now=now,

@@ -58,7 +58,7 @@ def model_entry(
     values = {_STATUS.get(str(i.state), "unloaded") for i in live}
     value = next((v for v in ("loaded", "loading") if v in values), "unloaded")
     shown = [i for i in live if _STATUS.get(str(i.state)) == value] or live
-    base = tuple(getattr(st.pool, "base_args", ()))
+    base = () if st.catalog.is_opaque(model_id) else tuple(getattr(st.pool, "base_args", ()))
     args = list(shown[-1].flags) if shown else list(base)
     status: dict[str, Any] = {"value": value, "args": args}
     failure = st.load_failures.get(model_id)

@@ -28,6 +28,7 @@ from llamasc.observe.history import History
 from llamasc.observe.metrics import CONTENT_TYPE
 from llamasc.observe.observer import Observer
 from llamasc.server._types import PoolLike
+from llamasc.server.logstream import new_lines
 
 if TYPE_CHECKING:
     from llamasc.server.state import DaemonState
@@ -185,7 +186,8 @@ class Observing:
                     lines = list(pool.logs(info.hash, 500))
                 except Exception:  # noqa: S112 (the sidecar went meanwhile)
                     continue
-                new = _new_lines(seen.get(info.hash, []), lines)
+                prev = seen.get(info.hash, [])
+                new = new_lines(prev, lines) if prev else lines[-50:]
                 seen[info.hash] = lines
                 for line in new:
                     sub.put(bus.snapshot_event("log", sidecar=info.hash[:8], line=line))
@@ -229,17 +231,6 @@ class Observing:
         snap = obs.loop_snapshot()
         view = await asyncio.to_thread(obs.memory_view, snap)
         return JSONResponse(view)
-
-
-def _new_lines(prev: list[str], lines: list[str]) -> list[str]:
-    """The lines of ``lines`` after the end of ``prev`` (both tails of one ring buffer)."""
-    if not prev:
-        return lines[-50:]
-    last = prev[-1]
-    for j in range(len(lines) - 1, -1, -1):
-        if lines[j] == last and (j == 0 or len(prev) < 2 or lines[j - 1] == prev[-2]):
-            return lines[j + 1 :]
-    return lines
 
 
 __all__ = ["UI_DIR", "Observing", "build_observer", "is_public"]

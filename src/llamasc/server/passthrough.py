@@ -3,12 +3,12 @@
 Any method, any path of that llama-server (its web UI, ``/slots``, ``/props``...), loading
 the model if it is not running, streamed back as it arrives. ``{model}`` is an id or alias,
 which may itself contain slashes: the longest one that prefixes the path wins.
-``X-Agent-Flags`` picks the sidecar as on the inference routes.
+``X-Agent-Flags`` picks the sidecar as on the inference routes; a client that disconnects
+stops the upstream request (:meth:`~llamasc.server.relay.Proxy.pass_through`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from starlette.types import Receive, Scope, Send
@@ -16,7 +16,7 @@ from starlette.types import Receive, Scope, Send
 from llamasc.errors import AuthError, LlamascError, NotFoundError, ShuttingDownError
 from llamasc.server._request import header_text, read_body
 from llamasc.server.envelope import send_error
-from llamasc.server.relay import _DROP_REQUEST, AUTH_MESSAGE, Proxy, _Call
+from llamasc.server.relay import AUTH_MESSAGE, Proxy
 from llamasc.server.state import DaemonState
 
 log = logging.getLogger(__name__)
@@ -64,19 +64,10 @@ class Passthrough:
         target = ("/" + sub).encode()
         if scope["query_string"]:
             target += b"?" + scope["query_string"]
-        fwd = [(k, v) for k, v in scope["headers"] if k not in _DROP_REQUEST]
-        call = _Call(asyncio.current_task(), receive)
-        try:
-            async with st.pool.lease(model, flags) as lease:
-                await self.proxy._forward(
-                    send, lease, method=method, target=target, body=body, fwd=fwd, call=call
-                )
-        except LlamascError as exc:
-            if call.started:
-                raise
-            await send_error(send, exc)
-        finally:
-            call.done = True
+        await self.proxy.pass_through(
+            receive, send, model, flags,
+            method=method, target=target, body=body, headers=scope["headers"],
+        )  # fmt: skip
 
 
 __all__ = ["PREFIX", "Passthrough", "split_model"]

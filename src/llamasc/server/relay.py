@@ -86,6 +86,11 @@ UPSTREAM_HEADER_LINE = 8192 - 4
 AUTH_MESSAGE = "missing or invalid API key (send Authorization: Bearer <key> or x-api-key: <key>)"
 
 
+def forwarded_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """A client's headers as sent upstream: without hop-by-hop ones and ours."""
+    return [(k, v) for k, v in headers if k not in _DROP_REQUEST]
+
+
 class _AbortConnection(Exception):
     """The upstream broke in the middle of a non-stream body: the client's connection must be
     cut (a clean end would pass a truncated body off as complete)."""
@@ -201,7 +206,8 @@ class Proxy:
                     query=scope["query_string"], headers=fwd, body=body, requested=model,
                 )  # fmt: skip
                 return
-            if route.mode is not None and model not in st.no_modes:
+            opaque = st.catalog.is_opaque(model)  # relayed as-is: no mode flags either
+            if route.mode is not None and model not in st.no_modes and not opaque:
                 flags = with_mode(flags, route.mode, st.pooling.get(model))
             if not route.starts:
                 if route.path == SLOT_ACTION:
@@ -258,6 +264,48 @@ class Proxy:
                 call.watcher.cancel()
             if rec is not None:
                 rec.finish(call.client_gone)
+
+    async def pass_through(
+        self,
+        receive: Receive,
+        send: Send,
+        model: str,
+        flags: tuple[str, ...],
+        *,
+        method: bytes,
+        target: bytes,
+        body: bytes,
+        headers: list[tuple[bytes, bytes]],
+    ) -> None:
+        """Lease a sidecar of ``model`` and relay one raw request to it (``/upstream``).
+
+        ``headers`` are the client's (those that are ours or hop-by-hop are dropped here).
+        As on the inference routes, the response streams as it arrives and a client that
+        disconnects stops the upstream request (and the wait for a start).
+        """
+        fwd = forwarded_headers(headers)
+        call = _Call(asyncio.current_task(), receive)
+        timer = asyncio.get_running_loop().call_later(WATCH_AFTER, call.watch)
+        try:
+            async with self.state.pool.lease(model, flags) as lease:
+                await self._forward(
+                    send, lease, method=method, target=target, body=body, fwd=fwd, call=call
+                )
+        except asyncio.CancelledError:
+            if call.client_gone and call.task is not None:
+                call.task.uncancel()
+                log.debug("client left /upstream/%s; upstream request cancelled", model)
+                return
+            raise
+        except LlamascError as exc:
+            if call.started:
+                raise
+            await send_error(send, exc)
+        finally:
+            call.done = True
+            timer.cancel()
+            if call.watcher is not None:
+                call.watcher.cancel()
 
     async def _forward(
         self,

@@ -5,6 +5,9 @@ children (same pid). A changed model gets a new sidecar key, so its next request
 new child; the old children are stopped once their in-flight requests finish. A removed
 model's new requests get 404, and its children go the same way. A new model is available at
 once. A new file that does not load is logged with its problem and the old config stays.
+Both outcomes are published on ``/api/events`` (``config_reloaded`` with what changed,
+``config_reload_failed`` with the problem): a reload is asynchronous to a SIGHUP, and a
+request sent before it is applied is served by the configuration then in force.
 
 Only the models and what the routes read per request (listing fields, filters, API keys)
 change on a reload; pool-wide settings (bind, MAX_SIDECARS, ports) need a restart.
@@ -91,6 +94,7 @@ class Reloader:
                 fresh = await asyncio.to_thread(self._build, settings)
             except LlamascError as exc:
                 log.error("config reload failed, keeping the old config: %s", exc.message)
+                self._publish("config_reload_failed", error=exc.message)
                 return ReloadResult(ok=False, error=exc.message)
             catalog, result = diff_catalogs(self.state.catalog, fresh)
             old_keys = {
@@ -109,7 +113,20 @@ class Reloader:
                 *(", ".join(x) or "none" for x in (
                     result.added, result.changed, result.removed, result.kept)),
             )  # fmt: skip
+            self._publish(
+                "config_reloaded",
+                added=result.added,
+                changed=result.changed,
+                removed=result.removed,
+                kept=result.kept,
+            )
             return result
+
+    def _publish(self, type: str, **data: object) -> None:
+        """Tell ``/api/events`` subscribers: a client sees when the new config is in force."""
+        observer = self.state.observer
+        if observer is not None:
+            observer.publish(type, **data)
 
     async def _retire(self, key: str) -> None:
         """Stop one old child once nothing is in flight on it."""

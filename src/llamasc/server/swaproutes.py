@@ -1,5 +1,6 @@
 """The routes llama-swap users and their scripts call: ``GET /running``, ``POST /unload``,
-``POST /api/models/unload/{model}`` and ``GET /logs`` (plain text)."""
+``POST /api/models/unload/{model}``, ``GET /logs`` (plain text) and ``GET /logs/stream``
+(``/logs/stream/{model}``, followed: see :mod:`llamasc.server.logstream`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
+from llamasc.server.logstream import LogStream
 from llamasc.server.state import DaemonState
 
 _LOG_LINES = 200
@@ -17,6 +19,7 @@ _LOG_LINES = 200
 class SwapRoutes:
     def __init__(self, state: DaemonState) -> None:
         self.state = state
+        self.stream = LogStream(state)
 
     def routes(self) -> list[Route]:
         return [
@@ -25,6 +28,8 @@ class SwapRoutes:
             Route("/api/models/unload", self.unload_all, methods=["POST"]),
             Route("/api/models/unload/{model:path}", self.unload_one, methods=["POST"]),
             Route("/logs", self.logs, methods=["GET"]),
+            Route("/logs/stream", self.stream.all, methods=["GET"]),
+            Route("/logs/stream/{model:path}", self.stream.model, methods=["GET"]),
         ]
 
     async def running(self, request: Request) -> JSONResponse:

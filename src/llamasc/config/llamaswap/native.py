@@ -5,7 +5,8 @@ model's operator ``args`` (``--host``/``--port``/``--alias``/``--api-key`` are t
 The scheduling keys map onto the native scheduling fields (``ttl``, ``priority``,
 ``concurrency``, ``send_loading_state``, ``preload``, ``groups``); the listing and request
 keys onto the native per-model fields of :mod:`llamasc.config.swapfields`, and ``peers``
-onto native peers. Models whose ``cmd`` runs another program are left out with a warning.
+onto native peers. Models whose ``cmd`` runs another program become opaque upstreams
+(``opaque``: the argv, ``cmdStop``, ``proxy``, ``checkEndpoint``, ``unloadTimeout``).
 """
 
 from __future__ import annotations
@@ -18,13 +19,27 @@ from llamasc.config.llamaswap.model import SwapConfig, SwapModel
 _LEVELS = {"debug": "DEBUG", "info": "INFO", "warn": "WARNING", "error": "ERROR"}
 
 
-def _model(m: SwapModel, cfg: SwapConfig, base: Path) -> dict[str, Any]:
+def _served_as(m: SwapModel, base: Path) -> dict[str, Any]:
+    """What runs: a GGUF and operator args, or (another program) the opaque command."""
+    if m.kind == "opaque":
+        opaque: dict[str, Any] = {
+            "argv": list(m.argv),
+            "cmd_stop": list(m.cmd_stop),
+            "proxy": m.proxy,
+            "check_endpoint": m.check_endpoint,
+        }
+        if m.unload_timeout is not None:
+            opaque["unload_timeout"] = m.unload_timeout
+        return {"opaque": opaque}
     assert m.gguf is not None
     path = Path(m.gguf).expanduser()
+    return {"path": str(path if path.is_absolute() else base / path), "args": list(m.args)}
+
+
+def _model(m: SwapModel, cfg: SwapConfig, base: Path) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "path": str(path if path.is_absolute() else base / path),
+        **_served_as(m, base),
         "env": dict(m.env),
-        "args": list(m.args),
         "aliases": list(m.aliases),
         "unlisted": m.unlisted,
         "name": m.name,
@@ -59,12 +74,6 @@ def to_native(cfg: SwapConfig, *, base: Path | None = None) -> tuple[dict[str, A
     warnings = list(cfg.warnings)
     models: dict[str, Any] = {}
     for mid, m in cfg.models.items():
-        if m.kind != "llama-server":
-            warnings.append(
-                f"models -> {mid}: not served: its cmd runs {m.argv[0]!r}, and this llamasc "
-                "runs llama-server models only"
-            )
-            continue
         if m.dropped:
             warnings.append(
                 f"models -> {mid} -> cmd: {' '.join(m.dropped)} dropped (llamasc sets the "
