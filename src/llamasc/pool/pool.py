@@ -468,6 +468,11 @@ class Pool:
             for d, b in self.memory_budget.items()
         }
 
+    def slot_cache_sizes(self) -> dict[str, int]:
+        """Sidecar key -> bytes of its saved slot files (empty with the slot cache off)."""
+        cache = self._children.slot_cache
+        return cache.sizes() if cache is not None else {}
+
     # --------------------------------------------------------------- scheduling plumbing
 
     def _policy(self, model_id: str) -> ModelScheduling:
