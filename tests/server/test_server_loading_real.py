@@ -119,5 +119,6 @@ def test_a_start_that_fails_ends_the_loading_stream_with_an_error_event(daemon: 
     assert status == 200  # sent before the start failed
     assert _reasoning(events).startswith("loading broken")
     error = events[-1]["error"]
-    assert error["type"] and error["message"]
+    assert error["type"]
+    assert error["message"]
     assert "llama-server" in error["message"]
