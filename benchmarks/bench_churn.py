@@ -77,9 +77,23 @@ def _model_of(cmd: list[str]) -> str:
     return "?"
 
 
+DISCONNECTS: dict[str, int] = {}
+
+
 def ask(client: httpx.Client, url: str, model: str) -> float:
+    """One short request's latency; a connection the server closed without answering is
+    counted (per URL) and the request sent again, the retry counted in its latency."""
     body = h.chat_body(model, max_tokens=8)
-    return h.request_latency(client, url + PATH, body)
+    t0 = time.perf_counter()
+    for attempt in range(3):
+        try:
+            h.request_latency(client, url + PATH, body)
+            return time.perf_counter() - t0
+        except httpx.RemoteProtocolError:
+            DISCONNECTS[url] = DISCONNECTS.get(url, 0) + 1
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 def agents_6x(url: str) -> dict[str, Any]:
@@ -198,12 +212,15 @@ def main() -> None:
                 part1 = agents_6x(url)
             part1["model_loads"] = loads.loads()
             part1["swap_s"] = round(swap, 3)
+            part1["disconnects_retried"] = DISCONNECTS.get(url, 0)
         with system(name, binary, models, args.max_wait) as (url, pid):
             ask(httpx.Client(timeout=300), url, "smol")  # loaded: the Gemma agents must swap
             with LoadCounter(pid) as loads:
                 part2 = never_pausing(url, args.duration)
             part2["model_loads"] = loads.loads()
+            part2["disconnects_retried"] = DISCONNECTS.get(url, 0)
         out[name] = {"six_requests_each": part1, "never_pausing": part2}
+        print(json.dumps({name: out[name]}), file=sys.stderr, flush=True)
     me, them = out["llamasc"], out["router"]
     bound1 = args.max_wait + 2 * me["six_requests_each"]["swap_s"]
     bound2 = args.max_wait + me["six_requests_each"]["swap_s"]
