@@ -4,7 +4,7 @@ For SmolLM2-135M and Gemma-3-270M at three context sizes: the pool's projection 
 ``llama-fit-params``; the GGUF estimate beside it) and the RSS of the started child, with
 their ratio (the target: within 15%). Beside them, to see where a gap comes from: the
 projection's own breakdown (model, context, compute buffer), the child's USS and PSS, and
-RSS against model + context alone. Measured after a short request and after a ~480-token
+RSS against model + context alone. Measured after a short request and after a ~300-token
 prompt (both with ``--load-mode none``: weights in anonymous memory, not file pages). Then,
 in the same run, with ``MAX_SIDECARS=2``: a budget that holds one model but not both
 (alternating requests swap them) and one that holds both (both stay). Prints one JSON object.
@@ -33,7 +33,7 @@ from llamasc.pool import Pool, PoolConfig  # noqa: E402
 from llamasc.pool.memory import MIB, fit_params_binary, gguf_estimate, memory_args  # noqa: E402
 
 _BREAKDOWN = re.compile(r"\|\s*-\s*Host\s*\|\s*(\d+)\s*=\s*(\d+)\s*\+\s*(\d+)\s*\+\s*(\d+)")
-LONG = " ".join(f"box {i} red." for i in range(100))
+LONG = " ".join(f"box {i} red." for i in range(60))
 
 BASE = ("-np", "1", "-t", "2", "--load-mode", "none")
 
@@ -113,7 +113,7 @@ async def projections(binary: Path, models: dict[str, Path]) -> list[dict[str, o
                         "within_15pct": bool(projected)
                         and abs(measured - projected) <= 0.15 * projected,
                         "after_short_request_mib": short,
-                        "after_480_token_prompt_mib": long,
+                        "after_300_token_prompt_mib": long,
                         "rss_over_model_plus_context": round(long["rss"] / without_compute, 3)
                         if without_compute
                         else None,
