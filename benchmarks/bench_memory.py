@@ -2,9 +2,12 @@
 
 For SmolLM2-135M and Gemma-3-270M at three context sizes: the pool's projection (llama.cpp's
 ``llama-fit-params``; the GGUF estimate beside it) and the RSS of the started child, with
-their ratio (the target: within 15%). Then, in the same run, with ``MAX_SIDECARS=2``:
-a budget that holds one model but not both (alternating requests swap them) and one that
-holds both (both stay). Prints one JSON object.
+their ratio (the target: within 15%). Beside them, to see where a gap comes from: the
+projection's own breakdown (model, context, compute buffer), the child's USS and PSS, and
+RSS against model + context alone. Measured after a short request and after a ~300-token
+prompt (both with ``--load-mode none``: weights in anonymous memory, not file pages). Then,
+in the same run, with ``MAX_SIDECARS=2``: a budget that holds one model but not both
+(alternating requests swap them) and one that holds both (both stay). Prints one JSON object.
 
     python benchmarks/bench_memory.py
 """
@@ -13,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -25,7 +30,10 @@ sys.path.insert(0, str(ROOT / "src"))
 from llamasc.config import ModelCatalog, ModelEntry, demo_model_path, find_llama_server  # noqa: E402
 from llamasc.flags import merge_flags  # noqa: E402
 from llamasc.pool import Pool, PoolConfig  # noqa: E402
-from llamasc.pool.memory import MIB, gguf_estimate  # noqa: E402
+from llamasc.pool.memory import MIB, fit_params_binary, gguf_estimate, memory_args  # noqa: E402
+
+_BREAKDOWN = re.compile(r"\|\s*-\s*Host\s*\|\s*(\d+)\s*=\s*(\d+)\s*\+\s*(\d+)\s*\+\s*(\d+)")
+LONG = " ".join(f"box {i} red." for i in range(60))
 
 BASE = ("-np", "1", "-t", "2", "--load-mode", "none")
 
@@ -43,9 +51,30 @@ def ports() -> tuple[int, int]:
     return free_port_range(20)
 
 
-async def chat(http: httpx.AsyncClient, base_url: str) -> None:
-    body = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}
+async def chat(http: httpx.AsyncClient, base_url: str, content: str = "Hi") -> None:
+    body = {"messages": [{"role": "user", "content": content}], "max_tokens": 2}
     (await http.post(f"{base_url}/v1/chat/completions", json=body)).raise_for_status()
+
+
+def breakdown(binary: Path, model: Path, args: tuple[str, ...]) -> dict[str, int]:
+    """llama-fit-params' host row: total = model + context + compute, MiB."""
+    fit = fit_params_binary(binary)
+    if fit is None:
+        return {}
+    argv = [str(fit), "-m", str(model), *memory_args(args), "--verbose"]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    m = _BREAKDOWN.search(out.stdout + out.stderr)
+    if m is None:
+        return {}
+    total, weights, context, compute = (int(g) for g in m.groups())
+    return {"total": total, "model": weights, "context": context, "compute": compute}
+
+
+def held(pid: int) -> dict[str, int]:
+    import psutil
+
+    info = psutil.Process(pid).memory_full_info()
+    return {"rss": info.rss // MIB, "uss": info.uss // MIB, "pss": info.pss // MIB}
 
 
 async def projections(binary: Path, models: dict[str, Path]) -> list[dict[str, object]]:
@@ -60,14 +89,22 @@ async def projections(binary: Path, models: dict[str, Path]) -> list[dict[str, o
                 async with pool.lease(model, ["--ctx-size", ctx]) as lease:
                     await chat(http, lease.base_url)
                     [info] = pool.sidecars()
+                    assert info.pid is not None
+                    short = held(info.pid)
+                    await chat(http, lease.base_url, LONG)
+                    long = held(info.pid)
                 projected = (info.memory_projected or {}).get("host", 0)
                 measured = (info.memory_measured or {}).get("host", 0)
-                estimate = gguf_estimate(path, merge_flags(BASE, ["--ctx-size", ctx]))["host"]
+                args = merge_flags(BASE, ["--ctx-size", ctx])
+                estimate = gguf_estimate(path, args)["host"]
+                parts = breakdown(binary, path, args)
+                without_compute = parts.get("model", 0) + parts.get("context", 0)
                 rows.append(
                     {
                         "model": model,
                         "ctx": int(ctx),
                         "projected_mib": round(projected / MIB),
+                        "projection_breakdown_mib": parts,
                         "gguf_estimate_mib": round(estimate / MIB),
                         "rss_mib": round(measured / MIB),
                         "rss_over_projection": round(measured / projected, 3)
@@ -75,6 +112,11 @@ async def projections(binary: Path, models: dict[str, Path]) -> list[dict[str, o
                         else None,
                         "within_15pct": bool(projected)
                         and abs(measured - projected) <= 0.15 * projected,
+                        "after_short_request_mib": short,
+                        "after_300_token_prompt_mib": long,
+                        "rss_over_model_plus_context": round(long["rss"] / without_compute, 3)
+                        if without_compute
+                        else None,
                     }
                 )
                 await pool.stop_all()

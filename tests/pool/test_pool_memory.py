@@ -118,3 +118,27 @@ async def test_projection_and_estimate_agree_on_the_real_model(
     assert projected["host"] > 100 * MIB
     assert abs(estimate["host"] - projected["host"]) <= 0.15 * projected["host"]
     assert projector.cached("k" + ctx) == projected
+
+
+@pytest.mark.anyio
+async def test_projections_are_shared_by_flag_sets_that_differ_only_in_non_memory_flags(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
+    projector = Projector(tmp_path / "llama-server")
+    runs: list[tuple[str, ...]] = []
+
+    async def project(m: Path, args: tuple[str, ...], env: object) -> dict[str, int]:
+        runs.append(tuple(args))
+        return {"host": 100 * MIB * len(runs)}
+
+    monkeypatch.setattr(projector, "_project", project)
+    a = await projector.need("a", model, ("-c", "512", "--temp", "0.2"))
+    b = await projector.need("b", model, ("-c", "512", "--top-k", "5"))
+    c = await projector.need("c", model, ("-c", "1024"))
+    d = await projector.need("d", model, ("-c", "512"), {"CUDA_VISIBLE_DEVICES": "1"})
+    assert a == b == projector.cached("b")
+    assert len(runs) == 3
+    assert c != a
+    assert d != a

@@ -22,6 +22,7 @@ from llamasc.errors import LlamascError, SpawnError
 from llamasc.pool.child import Child, ChildHandle, Launcher
 from llamasc.pool.config import PoolConfig
 from llamasc.pool.ports import PortAllocator
+from llamasc.pool.slotcache import SlotCache, SlotReport
 from llamasc.process.opaque import OpaqueBackend, OpaqueSpec
 from llamasc.process.rpc import check_workers, probe, rpc_workers
 from llamasc.process.spec import LaunchSpec, build_argv
@@ -33,6 +34,9 @@ log = logging.getLogger(__name__)
 
 
 _BIND_RETRIES = 2
+# Stops that make room (not an operator's stop, a crash, a retired model or the shutdown): the
+# child's slots are saved first, so the same key starting again skips the prefill.
+SAVE_ON = frozenset({"evict", "drain", "ttl"})
 
 
 class ChildEvents(Protocol):
@@ -64,6 +68,15 @@ class Children:
         self._starts: Counter[str] = Counter()
         self._tasks: set[asyncio.Task[None]] = set()
         self._state_file: StateFile | None = None
+        self.slot_cache: SlotCache | None = None
+        if config.slot_cache is not None:
+            self.slot_cache = SlotCache(
+                config.slot_cache,
+                min_tokens=config.slot_cache_min_tokens,
+                max_bytes=config.slot_cache_size,
+            )
+        self.last_save: dict[str, SlotReport] = {}  # key -> its last save (benchmarks, logs)
+        self.last_restore: dict[str, SlotReport] = {}
 
     def __getitem__(self, key: str) -> Child:
         return self._by_key[key]
@@ -84,6 +97,11 @@ class Children:
 
             await asyncio.to_thread(reap_leftovers, self.config.state_file)
             self._state_file = StateFile(self.config.state_file)
+        if self.slot_cache is not None and not await asyncio.to_thread(
+            supports_slot_save, self.binary
+        ):
+            log.info("slot cache off: %s has no --slot-save-path", self.binary.name)
+            self.slot_cache = None
 
     async def settle(self) -> None:
         """Wait until every start, stop and watch task has finished."""
@@ -132,10 +150,13 @@ class Children:
                 log_file=None if log_dir is None else log_dir / f"{child.key[:16]}.log",
                 label=f"{entry.id}@{child.key[:8]}",
             )  # fmt: skip
+        args = child.flags
+        if self.slot_cache is not None:
+            args += self.slot_cache.launch_args(child.key, child.flags)
         return LaunchSpec(
             binary=self.binary,
             model_path=entry.path,
-            args=child.flags,
+            args=args,
             port=child.port,
             host=self.config.host,
             env=dict(entry.env),
@@ -194,6 +215,16 @@ class Children:
             log.exception("%s for %s: launcher failed", key[:12], child.model_id)
             self._gone(child, failed=SpawnError(f"could not start llama-server: {exc}"))
             return
+        opaque = isinstance(spec, OpaqueSpec)  # another program: no llama-server slot API
+        if self.slot_cache is not None and not opaque:  # before the first request is granted
+            try:
+                report = await self.slot_cache.restore(handle.base_url, key, child.flags)
+            except asyncio.CancelledError:  # a Stop while restoring: no watcher runs yet
+                await asyncio.shield(self._kill(handle))
+                self._gone(child)
+                return
+            if report.slots or report.failed:
+                self.last_restore[key] = report
         child.handle = handle
         child.ready_at = time.time()
         if self._state_file is not None:
@@ -234,10 +265,20 @@ class Children:
 
     async def _stop_child(self, child: Child) -> None:
         assert child.handle is not None
+        saves = not isinstance(child.handle, OpaqueBackend) and child.stop_reason in SAVE_ON
+        if self.slot_cache is not None and saves:
+            report = await self.slot_cache.save(child.handle.base_url, child.key, child.flags)
+            self.last_save[child.key] = report
         try:
             await child.handle.stop(self.grace)
         except Exception:  # the watcher still reports the exit; never leave a Stop hanging
             log.exception("stopping %s failed", child.key[:12])
+
+    async def _kill(self, handle: ChildHandle) -> None:
+        try:
+            await handle.stop(self.grace)
+        except Exception:
+            log.exception("stopping a child that was restoring its slots failed")
 
     async def _watch(self, child: Child) -> None:
         assert child.handle is not None
@@ -310,6 +351,18 @@ class Children:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+
+def supports_slot_save(binary: Path) -> bool:
+    """Whether ``binary`` takes ``--slot-save-path`` (read from its ``--help``, cached)."""
+    from llamasc.flags.help import table_from_help
+
+    try:
+        spec = table_from_help(binary).get("--slot-save-path")
+    except LlamascError as exc:
+        log.info("cannot read %s --help: %s", binary, exc)
+        return False
+    return spec is not None and spec.in_binary and not spec.removed
 
 
 async def _healthy(child: Child, handle: ChildHandle, timeout: float) -> bool:  # noqa: ASYNC109

@@ -5,7 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from llamasc.config.scheduling import ModelScheduling
+from llamasc.config.scheduling import (
+    DEFAULT_SLOT_CACHE_MIN_TOKENS,
+    DEFAULT_SLOT_CACHE_SIZE,
+    ModelScheduling,
+)
 from llamasc.errors import ConfigError
 from llamasc.pool.admission import Group
 from llamasc.pool.ports import DEFAULT_PORT_RANGE, check_port_range
@@ -35,6 +39,9 @@ class PoolConfig:
     - ``max_wait`` / ``min_resident``: the starvation bound (None: no bound) and the
       shortest stay of a swapped-in model.
     - ``models``: per-model ttl, pin, priority, concurrency, send_loading_state, args.
+    - ``slot_cache``: the directory of the prompt cache across swaps (``pool.slotcache``),
+      one subdirectory per sidecar key; None: off. ``slot_cache_min_tokens``: slots holding
+      fewer tokens are not saved; ``slot_cache_size``: bytes on disk at most, LRU out first.
     - ``ttl``: the default idle time-to-live (0 = never); ``preload``: models started at
       start-up; ``groups``: llama-swap's groups.
     """
@@ -58,6 +65,9 @@ class PoolConfig:
     ttl: float = 0.0
     preload: tuple[str, ...] = ()
     groups: dict[str, Group] = field(default_factory=dict)
+    slot_cache: Path | None = None
+    slot_cache_min_tokens: int = DEFAULT_SLOT_CACHE_MIN_TOKENS
+    slot_cache_size: int = DEFAULT_SLOT_CACHE_SIZE
 
     def __post_init__(self) -> None:
         if self.max_sidecars < 1:

@@ -36,7 +36,7 @@ from llamasc.errors import (
     SpawnError,
 )
 from llamasc.flags import merge_flags, sidecar_key
-from llamasc.pool.admission import Profile, check_pins
+from llamasc.pool.admission import SLOTS, Profile, check_pins
 from llamasc.pool.budget import default_budget, measure
 from llamasc.pool.child import Child, Launcher, Lease, SidecarInfo
 from llamasc.pool.children import Children
@@ -477,6 +477,28 @@ class Pool:
             d: {"budget": b, "held": int(held.get(d, 0)), "free": int(b - held.get(d, 0))}
             for d, b in self.memory_budget.items()
         }
+
+    def loading_state(self, model_id: str, user_flags: Sequence[str]) -> str | None:
+        """For a model with ``send_loading_state``: what a request for it would wait to start
+        (``"smol (241 MiB)"``), or None when its sidecar is up (or the model is not one
+        with the setting, or unknown: the lease says why)."""
+        try:
+            key, entry, _ = self._resolve(model_id, tuple(user_flags))
+        except LlamascError:
+            return None
+        if not self._policy(entry.id).send_loading_state:
+            return None
+        child = self._children.find(key)
+        if child is not None and child.handle is not None and not child.stopping:
+            return None
+        profile = self._profiles.get(key)
+        need = max((v for d, v in profile.need.items() if d != SLOTS), default=0) if profile else 0
+        return f"{entry.id} ({need / 2**20:.0f} MiB)" if need else entry.id
+
+    def slot_cache_sizes(self) -> dict[str, int]:
+        """Sidecar key -> bytes of its saved slot files (empty with the slot cache off)."""
+        cache = self._children.slot_cache
+        return cache.sizes() if cache is not None else {}
 
     # --------------------------------------------------------------- scheduling plumbing
 

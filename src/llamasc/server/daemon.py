@@ -198,6 +198,9 @@ def scheduling_config(settings: Settings, catalog: ModelCatalog) -> dict[str, An
         "min_resident": settings.min_resident,
         "ttl": settings.ttl,
         "preload": settings.preload,
+        "slot_cache": settings.state_home / "slot-cache" if settings.slot_cache else None,
+        "slot_cache_min_tokens": settings.slot_cache_min_tokens,
+        "slot_cache_size": settings.slot_cache_size,
         "models": dict(settings.models),
         "groups": {
             name: Group(name, frozenset(g.members), g.swap, g.exclusive, g.persistent)

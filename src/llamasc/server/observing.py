@@ -55,6 +55,9 @@ def build_observer(settings: Settings, pool: PoolLike) -> Observer | None:
     memory = getattr(pool, "memory", None)  # the scheduler's budgets (issue 12)
     if memory is not None:
         observer.set_budget_source(lambda: {d: float(v["budget"]) for d, v in memory().items()})
+    slot_cache = getattr(pool, "slot_cache_sizes", None)  # the prompt cache across swaps
+    if slot_cache is not None:
+        observer.set_slot_cache_source(slot_cache)
     return observer
 
 

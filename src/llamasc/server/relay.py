@@ -43,6 +43,7 @@ from llamasc.server.dispatch import (
 )
 from llamasc.server.envelope import MethodNotAllowedError, send_error, sse_error_event
 from llamasc.server.guard import INTERNAL_MESSAGE
+from llamasc.server.loading import LoadingStream, wants_loading_state
 from llamasc.server.routes import SLOT_ACTION, Route
 from llamasc.server.state import DaemonState
 from llamasc.server.upstream_conn import (
@@ -232,9 +233,17 @@ class Proxy:
         timer = loop.call_later(WATCH_AFTER, call.watch)
         if task is not None:
             st.waiters.add(task)  # until a sidecar is ours: draining answers it 503 at once
+        waits_for = wants_loading_state(st.pool, route.path, model, flags, body)
+        loading = None if waits_for is None else LoadingStream(waits_for, model, send)
         try:
+            if loading is not None:
+                await loading.start()
+                call.started = True
+                send = loading.send
             async with st.pool.lease(model, flags) as lease:
                 st.waiters.discard(task)
+                if loading is not None:
+                    await loading.ready()
                 if rec is not None:
                     rec.leased(lease)
                 await self._forward(
@@ -248,6 +257,10 @@ class Proxy:
                 return
             raise  # shutting down: the Guard answers 503 if nothing was sent yet
         except LlamascError as exc:
+            if loading is not None and not call.done:  # the status is sent: an error event
+                call.done = True
+                await loading.failed(exc)
+                return
             if call.started:
                 raise
             await send_error(send, exc)
