@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from llamasc.pool.pool import Pool
     from llamasc.process.spec import LaunchSpec
 
 
@@ -96,12 +95,18 @@ class SidecarInfo:
         return d
 
 
+class TimeoutSink(Protocol):
+    """Who hears that a leased sidecar timed out (the pool; no import of it needed here)."""
+
+    def child_timed_out(self, child: Child) -> None: ...
+
+
 class Lease:
     """The right to send requests to one ready sidecar until the lease is released."""
 
     __slots__ = ("_child", "_pool", "key", "model_id", "port", "released", "req_id", "timings")
 
-    def __init__(self, pool: Pool, req_id: int, child: Child) -> None:
+    def __init__(self, pool: TimeoutSink, req_id: int, child: Child) -> None:
         self._pool = pool
         self._child = child
         self.req_id = req_id
