@@ -22,6 +22,7 @@ from llamasc.errors import LlamascError, SpawnError
 from llamasc.pool.child import Child, ChildHandle, Launcher
 from llamasc.pool.config import PoolConfig
 from llamasc.pool.ports import PortAllocator
+from llamasc.process.ports import retry_lost_port
 from llamasc.process.rpc import check_workers, probe, rpc_workers
 from llamasc.process.spec import LaunchSpec, build_argv
 
@@ -29,9 +30,6 @@ if TYPE_CHECKING:
     from llamasc.process.reaper import StateFile
 
 log = logging.getLogger(__name__)
-
-
-_BIND_RETRIES = 2
 
 
 class ChildEvents(Protocol):
@@ -138,23 +136,18 @@ class Children:
         """Run the launcher; if another process took the port between our free-port check
         and llama-server's bind, move to another port and try again (twice at most).
         Returns the ready child and the spec it was started with."""
-        for attempt in range(_BIND_RETRIES + 1):
-            try:
-                handle = await self._launcher(spec, ready_timeout=self.config.health_timeout)
-                return handle, spec
-            except SpawnError as exc:
-                if attempt == _BIND_RETRIES or not exc.lost_port:
-                    raise
-                new_port = self._ports.allocate()
-                log.warning(
-                    "port %d was taken before llama-server could bind it; retrying on %d",
-                    spec.port,
-                    new_port,
-                )
-                self._ports.release(spec.port)  # the child exited: nobody of ours holds it
-                child.port = new_port
-                spec = dataclasses.replace(spec, port=new_port)
-        raise AssertionError("unreachable")
+
+        async def start(port: int) -> tuple[ChildHandle, LaunchSpec]:
+            started = dataclasses.replace(spec, port=port)
+            return await self._launcher(started, ready_timeout=self.config.health_timeout), started
+
+        def move(old: int) -> int:
+            new_port = self._ports.allocate()
+            self._ports.release(old)  # the child exited: nobody of ours holds it
+            child.port = new_port
+            return new_port
+
+        return await retry_lost_port(start, spec.port, move)
 
     async def _run_start(self, child: Child, entry: ModelEntry) -> None:
         key = child.key
