@@ -224,7 +224,7 @@ class LocalLauncher:
             return cleaned
         for path in sorted(self.state_dir.glob(f"{LAUNCH_PREFIX}*.json")):
             for pid in reap_leftovers(path, grace=self.stop_timeout):
-                log.warning("stopped llama-server pid %d left running by an earlier bench", pid)
+                log.warning("stopped llama-server pid %d that an earlier bench left running", pid)
                 cleaned.append(f"{path.stem} (pid {pid})")
             if not path.exists():  # reaped (or nothing left to reap): its log goes too
                 with contextlib.suppress(OSError):
