@@ -41,6 +41,19 @@ def parse_version(output: str) -> str | None:
     return match.group(1).strip() if match else None
 
 
+def checked_version(binary: str, output: str, exit_code: int, *, where: str = "") -> str:
+    """The build ``llama-server --version`` printed; RemoteError (its last line) if it failed."""
+    found = parse_version(output)
+    if exit_code != 0 or found is None:
+        lines = tail(output, 5)
+        raise RemoteError(
+            f"cannot run {binary!r}{where} (exit {exit_code}): "
+            + (lines[-1] if lines else "no output"),
+            details=lines,
+        )
+    return found
+
+
 class RemoteLauncher(ABC):
     """Start/stop llama-server on a host reached through a :class:`Transport`."""
 
@@ -101,15 +114,7 @@ class RemoteLauncher(ABC):
 
     def version(self, binary: str) -> str:
         res = self.run(self.version_command(binary), timeout=60.0)
-        found = parse_version(res.output)
-        if not res.ok or found is None:
-            lines = tail(res.output, 5)
-            raise RemoteError(
-                f"cannot run {binary!r} on {self.host} (exit {res.exit_code}): "
-                + (lines[-1] if lines else "no output"),
-                details=lines,
-            )
-        return found
+        return checked_version(binary, res.output, res.exit_code, where=f" on {self.host}")
 
     @abstractmethod
     def environ_command(self) -> str: ...
@@ -262,4 +267,4 @@ class RemoteLauncher(ABC):
         self.transport.close()
 
 
-__all__ = ["RemoteLauncher", "forward_health", "parse_version"]
+__all__ = ["RemoteLauncher", "checked_version", "forward_health", "parse_version"]

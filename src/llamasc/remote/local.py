@@ -30,14 +30,13 @@ from llamasc.process.environment import llamasc_home
 from llamasc.process.ports import pick_free_port, retry_lost_port
 from llamasc.process.reaper import StateFile, reap_leftovers
 from llamasc.process.server import LlamaServer
-from llamasc.remote._base import parse_version
+from llamasc.remote._base import checked_version
 from llamasc.remote.launch import (
     LAUNCH_PREFIX,
     LaunchSpec,
     RunningServer,
     new_launch_id,
     parse_pid_column,
-    tail,
 )
 
 log = logging.getLogger(__name__)
@@ -112,15 +111,7 @@ class LocalLauncher:
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise RemoteError(f"cannot run {binary!r}: {exc}") from None
-        found = parse_version(res.stdout + res.stderr)
-        if res.returncode != 0 or found is None:
-            lines = tail(res.stdout + res.stderr, 5)
-            raise RemoteError(
-                f"cannot run {binary!r} (exit {res.returncode}): "
-                + (lines[-1] if lines else "no output"),
-                details=lines,
-            )
-        return found
+        return checked_version(binary, res.stdout + res.stderr, res.returncode)
 
     def start(self, spec: LaunchSpec, *, timeout: float) -> RunningServer:
         """Start it on a free loopback port (another one if it lost that one) and wait until
