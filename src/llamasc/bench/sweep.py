@@ -41,7 +41,7 @@ from llamasc.errors import (
     UpstreamError,
 )
 from llamasc.process.spec import LaunchSpec
-from llamasc.remote.launch import Launcher, RunningServer
+from llamasc.remote.launch import HostLauncher, RunningServer
 from llamasc.remote.probe import LOCAL_HOSTS
 
 if TYPE_CHECKING:
@@ -175,7 +175,7 @@ class Sweep:
     def __init__(
         self,
         config: SweepConfig,
-        launcher: Launcher,
+        launcher: HostLauncher,
         store: ResultStore,
         on_event: Callable[[Event], None] | None = None,
     ) -> None:
@@ -446,7 +446,7 @@ class Sweep:
 
 def run_sweep(
     config: SweepConfig,
-    launcher: Launcher,
+    launcher: HostLauncher,
     store: ResultStore,
     *,
     on_event: Callable[[Event], None] | None = None,

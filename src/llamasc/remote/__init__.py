@@ -11,7 +11,7 @@ the session and stop it for sure (:class:`PosixLauncher` with ``setsid``,
 paramiko is imported only when an SSH connection is made.
 """
 
-from llamasc.remote.launch import Launcher, LaunchSpec, RunningServer
+from llamasc.remote.launch import HostLauncher, LaunchSpec, RunningServer
 from llamasc.remote.local import LocalLauncher
 from llamasc.remote.posix import PosixLauncher
 from llamasc.remote.probe import LOCAL_HOSTS, detect_os, launcher_for
@@ -23,8 +23,8 @@ __all__ = [
     "LOCAL_HOSTS",
     "CommandResult",
     "Forward",
+    "HostLauncher",
     "LaunchSpec",
-    "Launcher",
     "LocalLauncher",
     "PosixLauncher",
     "RunningServer",

@@ -42,8 +42,10 @@ class RunningServer:
     extra: dict[str, object] = field(default_factory=dict)
 
 
-class Launcher(Protocol):
-    """Starts and stops llama-servers on one host (local, Linux over SSH, Windows over SSH)."""
+class HostLauncher(Protocol):
+    """One bench host: starts and stops llama-servers there (local, Linux over SSH, Windows
+    over SSH) and reads what the bench needs from it. Not :class:`llamasc.process.Launcher`,
+    which only starts one server: the local one is built on it, the SSH ones on its rules."""
 
     host: str
     os_name: str
@@ -107,8 +109,8 @@ def env_lines(env: Mapping[str, str]) -> Sequence[tuple[str, str]]:
 __all__ = [
     "ENV_NAME",
     "LAUNCH_PREFIX",
+    "HostLauncher",
     "LaunchSpec",
-    "Launcher",
     "RunningServer",
     "new_launch_id",
     "server_argv",
