@@ -59,14 +59,22 @@ class _LoopThread:
         self._thread.start()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        finished = threading.Event()
+
+        async def guarded() -> T:
+            try:
+                return await coro
+            finally:
+                finished.set()
+
+        future = asyncio.run_coroutine_threadsafe(guarded(), self.loop)
         try:
             return future.result()
         except BaseException:
-            # Ctrl-C here: the launch is cancelled there, which kills a child on its way up.
+            # Ctrl-C here: cancel the launch there (a child on its way up is killed and
+            # reaped), and wait for that before the bench goes on to exit.
             future.cancel()
-            with contextlib.suppress(BaseException):
-                future.result(timeout=30)
+            finished.wait(timeout=30)
             raise
 
     def close(self) -> None:
