@@ -51,11 +51,8 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
     ("POST", "/v1/completions", {"prompt": "Once upon", **GEN}),
     ("POST", "/v1/completions", {"prompt": "Once upon", "stream": True, **GEN}),
     ("POST", "/completions", {"prompt": "Once upon", "n_predict": 4}),
-    (
-        "POST",
-        "/completion",
-        {"prompt": "Once upon", "n_predict": 4, "temperature": 0, "stream": True},
-    ),
+    ("POST", "/completion", {"prompt": "Once upon", "n_predict": 4, "temperature": 0,
+                             "stream": True}),
     ("POST", "/infill", {"input_prefix": "def add(a, b):\n    ", "input_suffix": "\n", **GEN}),
     ("POST", "/v1/chat/completions/input_tokens", {"messages": MSG}),
     ("POST", "/chat/completions/input_tokens", {"messages": MSG}),
