@@ -9,6 +9,9 @@ Usage: python benchmarks/bench_overhead_ab.py --a OTHER/src [--b src]   (BENCH_A
        python benchmarks/bench_overhead_ab.py --observability
          (one src: A without metrics, events and history, B with them; the target is
          b_minus_a_ms_median_paired <= 0.1)
+       python benchmarks/bench_overhead_ab.py --coalescing
+         (one src: A with LLAMASC_COALESCE_HEAD=0, the plain uvicorn protocol, B with the
+         head+body coalescing of server/_httpproto.py)
        add --fake to put our fake llama-server behind all three instead of the real one: the
          daemons' own cost without llama.cpp's compute noise (also reports CPU per request)
 """
@@ -51,13 +54,21 @@ def main() -> None:
         action="store_true",
         help="A = B's src with --no-observability: what metrics, events and history cost",
     )
+    ap.add_argument(
+        "--coalescing",
+        action="store_true",
+        help="A = B's src with LLAMASC_COALESCE_HEAD=0: what the head+body coalescing saves",
+    )
     args = ap.parse_args()
     env_a: dict[str, str] = {}
     if args.observability:
         args.a = args.a or args.b
         env_a["LLAMASC_OBSERVABILITY"] = "0"
+    elif args.coalescing:
+        args.a = args.a or args.b
+        env_a["LLAMASC_COALESCE_HEAD"] = "0"
     elif args.a is None:
-        ap.error("--a is required (or --observability)")
+        ap.error("--a is required (or --observability, --coalescing)")
     for src in (args.a, args.b):
         if not (src / "llamasc" / "__init__.py").is_file():
             raise SystemExit(f"{src}: not a src directory with llamasc in it")
@@ -90,6 +101,7 @@ def main() -> None:
         "a": str(args.a),
         "b": str(args.b),
         "a_observability": env_a.get("LLAMASC_OBSERVABILITY", "default"),
+        "a_coalesce_head": env_a.get("LLAMASC_COALESCE_HEAD", "default"),
         "added_ms_median_paired": {
             "a": round(h.paired_median_ms(times, "a", "direct"), 3),
             "b": round(h.paired_median_ms(times, "b", "direct"), 3),

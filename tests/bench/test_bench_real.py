@@ -155,3 +155,54 @@ def test_real_sweep_killed_mid_way_resumes_and_leaves_no_server(bench: RealBench
     assert max(Counter(r["key"] for r in ok).values()) == 1
     assert ok[: len(before)] == before
     assert wait_no_processes(str(bench.models)) == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal: Linux")
+def test_real_local_bench_ignores_the_shells_llama_arg_and_dies_with_kill_9(
+    tmp_path: Path, llama_server_bin: Path, smollm2_path: Path
+) -> None:
+    """`llamasc bench --host localhost` runs the daemon's LlamaServer: LLAMA_ARG_CTX_SIZE and
+    LLAMA_ARG_N_PARALLEL in the user's shell do not reach the measured llama-server (its
+    /props, kept in each record, shows what the bench asked for), and a bench killed with
+    -9 leaves no llama-server running 2 s later."""
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "smol.gguf").symlink_to(smollm2_path)
+    out = tmp_path / "results.jsonl"
+    cmd = [
+        *(sys.executable, "-m", "llamasc", "bench", "--host", "localhost"),
+        *("--model", f"smol={models / 'smol.gguf'}", "--arms", "mtp-off"),
+        *("--llama-server", str(llama_server_bin), "--prompts", str(TINY_PROMPTS)),
+        *("--max-tokens", "8", "--ctx-size", "512", "--output", str(out)),
+        *("--start-timeout", "120", "--request-timeout", "120"),
+    ]
+    env = {
+        **os.environ,
+        "LLAMASC_HOME": str(tmp_path / "home"),
+        "COLUMNS": "150",
+        "LLAMA_ARG_CTX_SIZE": "64",
+        "LLAMA_ARG_N_PARALLEL": "7",
+    }
+    run = subprocess.run(
+        [*cmd, "--reps", "1"], env=env, capture_output=True, timeout=600, check=False
+    )
+    assert run.returncode == 0, run.stderr.decode()
+    ok = ok_records(out)
+    assert ok
+    for rec in ok:
+        assert rec["n_ctx"] == 512
+        assert rec["total_slots"] == 1
+    assert wait_no_processes(str(models)) == []
+
+    # kill -9 while a server is up (more reps: the sweep is still measuring)
+    proc = subprocess.Popen([*cmd, "--reps", "50"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while len(ok_records(out)) <= len(ok):
+        assert proc.poll() is None, "bench ended before it was killed"
+        assert time.monotonic() < deadline, "no progress"
+        time.sleep(0.05)
+    assert processes_with(str(models)), "the server of the current cell is up"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert wait_no_processes(str(models), timeout=2) == []

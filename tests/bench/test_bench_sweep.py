@@ -81,7 +81,8 @@ def _check_complete_sweep(out: Path, host: str) -> None:
     assert rec["ttft_s"] is not None
     assert rec["e2e_s"] >= rec["ttft_s"]
     assert rec["flags"][:6] == ["-m", rec["model_path"], "--ctx-size", "512", "--parallel", "1"]
-    assert rec["argv"][1:4] == ["--host", "127.0.0.1", "--port"]
+    assert rec["argv"][-4:-1] == ["--host", "127.0.0.1", "--port"]
+    assert rec["argv"][1:-4] == [*rec["flags"][2:], "-m", rec["model_path"]]
     assert {r["prompt_id"] for r in ok} == {"repeat-list", "repeat-prose"}
     assert {r["rep"] for r in ok} == {0, 1}
     ngram = next(r for r in ok if r["arm"] == "ngram")

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from llamasc.errors import ConfigError
-from llamasc.process import LaunchSpec, build_argv, child_env, is_scrubbed
+from llamasc.process import LaunchSpec, LlamaServer, build_argv, child_env, is_scrubbed
 from llamasc.process import environment as envmod
 
 
@@ -55,10 +55,33 @@ def test_owned_flags_are_refused_in_args(flag: str) -> None:
         spec(args=("-c", "512", flag, "x"))
 
 
-@pytest.mark.parametrize("port", [0, -1, 65536])
+@pytest.mark.parametrize("port", [-1, 65536])
 def test_port_must_be_real(port: int) -> None:
     with pytest.raises(ConfigError, match="port"):
         spec(port=port)
+
+
+@pytest.mark.anyio
+async def test_port_0_is_not_chosen_yet_and_cannot_be_started() -> None:
+    """0 is a spec a launcher still has to give a port (bench, ``llamasc.load``)."""
+    unassigned = spec(port=0)
+    with pytest.raises(ConfigError, match="no port chosen"):
+        await LlamaServer.start(unassigned, ready_timeout=1)
+
+
+@pytest.mark.parametrize("name", ["A-B", "1X", "X Y", ""])
+def test_environment_names_are_checked(name: str) -> None:
+    with pytest.raises(ConfigError, match="invalid environment variable name"):
+        spec(env={name: "1"})
+    with pytest.raises(ConfigError, match="invalid environment variable name"):
+        spec(keep_env=(name,))
+
+
+def test_keep_env_lets_one_scrubbed_variable_through() -> None:
+    base = {"LLAMA_ARG_THREADS": "3", "LLAMA_ARG_CTX_SIZE": "64", "PATH": "/bin"}
+    env = child_env(spec(keep_env=("LLAMA_ARG_THREADS",)), base, config_home=Path("/x"))
+    assert env["LLAMA_ARG_THREADS"] == "3"
+    assert "LLAMA_ARG_CTX_SIZE" not in env
 
 
 def test_spec_is_hashable_and_normalised() -> None:

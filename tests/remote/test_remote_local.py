@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from llamasc.errors import RemoteError, SpawnError
-from llamasc.remote.launch import LaunchSpec
+from llamasc.process.spec import LaunchSpec
 from llamasc.remote.local import LocalLauncher
 
 FAKE = Path(__file__).resolve().parent.parent / "fakes" / "fake_llama_server.py"
@@ -34,17 +34,48 @@ def _gone(pid: int) -> bool:
         return True
 
 
+def _spec(binary: Path, env: dict[str, str] | None = None, **kw: object) -> LaunchSpec:
+    return LaunchSpec(binary, Path("x.gguf"), (), env=env or {}, **kw)  # type: ignore[arg-type]
+
+
 def test_start_stop_and_state_dir(binary: Path, tmp_path: Path) -> None:
     launcher = LocalLauncher(tmp_path / "state", stop_timeout=2)
-    server = launcher.start(LaunchSpec(str(binary), ("-m", "x.gguf"), {"A": "1"}), timeout=20)
-    meta = json.loads((Path(server.workdir) / "launch.json").read_text())
-    assert meta["argv"] == server.argv
+    server = launcher.start(_spec(binary, {"A": "1"}), timeout=20)
+    state = json.loads((tmp_path / "state" / f"{server.launch_id}.json").read_text())
+    [record] = state["children"]
+    assert (record["pid"], record["port"], record["key"]) == (
+        server.pid,
+        server.port,
+        server.launch_id,
+    )
+    assert server.argv[-4:] == ["--host", "127.0.0.1", "--port", str(server.port)]
+    assert (tmp_path / "state" / f"{server.launch_id}.log").is_file()
     assert launcher.alive(server) is True
     launcher.stop(server)
     assert server.pid is not None
     assert _gone(server.pid)
     assert launcher.alive(server) is False
     assert list((tmp_path / "state").iterdir()) == []
+    launcher.close()
+
+
+def test_a_local_launch_is_the_daemons_llamaserver(binary: Path, tmp_path: Path) -> None:
+    """The same LlamaServer as the daemon's children: its own process group, and (Linux) a
+    parent-death signal, spawned in the launcher's loop thread, which outlives the launch."""
+    from llamasc.process import LlamaServer
+
+    launcher = LocalLauncher(tmp_path / "state", stop_timeout=2)
+    server = launcher.start(_spec(binary), timeout=20)
+    try:
+        assert isinstance(server.extra["child"], LlamaServer)
+        assert server.pid is not None
+        if sys.platform != "win32":
+            import os
+
+            assert os.getpgid(server.pid) == server.pid
+    finally:
+        launcher.stop(server)
+        launcher.close()
 
 
 def test_early_exit_is_a_spawn_error(
@@ -53,23 +84,28 @@ def test_early_exit_is_a_spawn_error(
     monkeypatch.setenv("FAKE_LLAMA_CRASH_ON_START", "1")
     launcher = LocalLauncher(tmp_path / "state")
     with pytest.raises(SpawnError, match="exited with code 1") as info:
-        launcher.start(LaunchSpec(str(binary), ("-m", "x.gguf")), timeout=20)
-    assert "exiting due to model loading error" in info.value.stderr_tail[-1]
+        launcher.start(_spec(binary), timeout=20)
+    assert any("exiting due to model loading error" in ln for ln in info.value.stderr_tail)
+    assert list((tmp_path / "state").iterdir()) == []  # a failed start leaves nothing
+    launcher.close()
 
 
 def test_orphans_of_a_dead_bench_are_reaped(binary: Path, tmp_path: Path) -> None:
     state = tmp_path / "state"
     launcher = LocalLauncher(state, stop_timeout=2)
-    server = launcher.start(LaunchSpec(str(binary), ("-m", "x.gguf")), timeout=20)
-    assert launcher.reap_stale() == []
-    meta_path = Path(server.workdir) / "launch.json"
-    meta = json.loads(meta_path.read_text())
-    meta["owner"]["pid"] = 0
-    meta_path.write_text(json.dumps(meta))
-    assert LocalLauncher(state).reap_stale() == [server.launch_id]
+    server = launcher.start(_spec(binary), timeout=20)
+    assert launcher.reap_stale() == []  # our own live launch is not a leftover
+    assert launcher.alive(server) is True
+    state_path = state / f"{server.launch_id}.json"
+    data = json.loads(state_path.read_text())
+    data["daemon"]["pid"] = 0  # as if the bench that started it had been killed
+    state_path.write_text(json.dumps(data))
+    assert LocalLauncher(state).reap_stale() == [f"{server.launch_id} (pid {server.pid})"]
     assert server.pid is not None
     assert _gone(server.pid)
-    launcher.stop(server)
+    assert list(state.iterdir()) == []
+    launcher.stop(server)  # stopping what is already gone is fine
+    launcher.close()
 
 
 def test_version_of_a_missing_binary(tmp_path: Path) -> None:
@@ -91,7 +127,7 @@ def test_a_local_launch_gets_the_daemons_environment_scrub(
     }.items():
         monkeypatch.setenv(name, value)
     launcher = LocalLauncher(tmp_path / "state", stop_timeout=2)
-    spec = LaunchSpec(str(binary), ("-m", "x.gguf"), {"A": "1"}, keep_env=("LLAMA_ARG_THREADS",))
+    spec = _spec(binary, {"A": "1"}, keep_env=("LLAMA_ARG_THREADS",))
     server = launcher.start(spec, timeout=20)
     try:
         with urllib.request.urlopen(f"{server.base_url}/props", timeout=10) as resp:
@@ -116,8 +152,8 @@ def test_the_real_server_of_a_local_bench_ignores_the_users_llama_arg_variables(
     monkeypatch.setenv("LLAMA_ARG_N_PARALLEL", "7")
     monkeypatch.setenv("LLAMA_ARG_ALIAS", "hijacked")
     launcher = LocalLauncher(tmp_path / "state", stop_timeout=10)
-    args = ("-m", str(smollm2_path), "-c", "1024", "--no-warmup")
-    server = launcher.start(LaunchSpec(str(llama_server_bin), args), timeout=120)
+    args = ("-c", "1024", "--no-warmup")
+    server = launcher.start(LaunchSpec(llama_server_bin, smollm2_path, args), timeout=120)
     try:
         with urllib.request.urlopen(f"{server.base_url}/props", timeout=30) as resp:
             props = json.load(resp)

@@ -3,19 +3,20 @@ survival of the SSH connection, stop (with SIGKILL escalation), orphan reaping."
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import stat
 import sys
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import httpx
 import psutil
 import pytest
 
 from llamasc.errors import SpawnError
-from llamasc.remote.launch import LaunchSpec
+from llamasc.process.spec import LaunchSpec
 from llamasc.remote.posix import PosixLauncher
 from llamasc.remote.ssh import SSHOptions, SSHTransport
 from sshd_fixture import ALIAS, POLLUTED_ENV, SshServer
@@ -46,7 +47,11 @@ def _spec(binary: Path, tmp_path: Path, **env: str) -> LaunchSpec:
     model = tmp_path / 'my "model" $HOME `x`.gguf'
     model.write_bytes(b"GGUF")
     return LaunchSpec(
-        binary=str(binary), args=("-m", str(model), "-c", "512"), env=env, label="m/off"
+        binary=PurePosixPath(binary),
+        model_path=PurePosixPath(model),
+        args=("-c", "512"),
+        env=env,
+        label="m/off",
     )
 
 
@@ -60,7 +65,12 @@ def test_start_passes_argv_and_env_intact_and_stop_leaves_nothing(
     spec = _spec(binary, tmp_path, SECRET_TOKEN="s3cr3t 'quoted' $x")
     server = launcher.start(spec, timeout=20)
     fake = _props(server.base_url)["fake"]
-    assert fake["argv"] == ["--host", "127.0.0.1", "--port", str(server.port), *spec.args]
+    assert fake["argv"] == server.argv[1:]
+    assert server.argv == [
+        str(binary),
+        *spec.args,
+        *("-m", str(spec.model_path), "--host", "127.0.0.1", "--port", str(server.port)),
+    ]
     assert fake["env"]["SECRET_TOKEN"] == "s3cr3t 'quoted' $x"
     # the login environment's LLAMA_ARG_* and secrets (sshd's SetEnv) are scrubbed
     assert not set(POLLUTED_ENV) & set(fake["env"])
@@ -132,7 +142,7 @@ def test_keep_env_passes_one_variable_on_purpose(
     launcher: PosixLauncher, binary: Path, tmp_path: Path
 ) -> None:
     spec = _spec(binary, tmp_path)
-    spec = LaunchSpec(spec.binary, spec.args, label=spec.label, keep_env=("LLAMA_ARG_ALIAS",))
+    spec = dataclasses.replace(spec, env={}, keep_env=("LLAMA_ARG_ALIAS",))
     server = launcher.start(spec, timeout=20)
     try:
         env = _props(server.base_url)["fake"]["env"]

@@ -6,6 +6,7 @@ local HTTP server standing in for llama-server's /health behind the port forward
 
 from __future__ import annotations
 
+import dataclasses
 import http.server
 import json
 import random
@@ -13,22 +14,23 @@ import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import PureWindowsPath
 
 import pytest
 from recording_transport import RecordingTransport
 
 from llamasc.errors import RemoteError, SpawnError
-from llamasc.remote.launch import LaunchSpec, RunningServer
+from llamasc.process.spec import LaunchSpec
+from llamasc.remote.launch import RunningServer
 from llamasc.remote.quoting import cmd_unescape, msvc_split
 from llamasc.remote.windows import WindowsLauncher, create_task_command, start_cmd
 
 PROFILE = r"C:\Users\Sam O'Neil & Co"
 BASE = PROFILE + r"\.llamasc-bench"
 SPEC = LaunchSpec(
-    binary=r"C:\Program Files\llama.cpp\llama-server.exe",
+    binary=PureWindowsPath(r"C:\Program Files\llama.cpp\llama-server.exe"),
+    model_path=PureWindowsPath(r"D:\Models (new)\qwen 3.6 50%.gguf"),
     args=(
-        "-m",
-        r"D:\Models (new)\qwen 3.6 50%.gguf",
         "--ctx-size",
         "32768",
         "-ngl",
@@ -174,7 +176,16 @@ def test_start_cmd_quotes_paths_flags_and_env_for_cmd() -> None:
     run = next(ln for ln in lines if "llama-server.exe" in ln)
     command, redirs = run.split(" <nul ", 1)
     argv = msvc_split(cmd_unescape(command, batch=True))
-    assert argv == [SPEC.binary, "--host", "127.0.0.1", "--port", "31234", *SPEC.args]
+    assert argv == [
+        str(SPEC.binary),
+        *SPEC.args,
+        "-m",
+        str(SPEC.model_path),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "31234",
+    ]
     assert "50%%.gguf" in command  # the batch file doubles %
     assert redirs == f'>"{server.workdir}\\server.log" 2>&1'
     # redirection first: "echo 1> file" would redirect stream 1 and write nothing useful
@@ -184,7 +195,7 @@ def test_start_cmd_quotes_paths_flags_and_env_for_cmd() -> None:
 def test_start_cmd_scrubs_the_task_environment_but_what_is_kept() -> None:
     """The task's environment block may hold LLAMA_ARG_* (the user's, set in the registry):
     cleared before llama-server starts, by prefix and by name, except a --keep-env name."""
-    spec = LaunchSpec(SPEC.binary, SPEC.args, SPEC.env, keep_env=("LLAMA_ARG_THREADS",))
+    spec = dataclasses.replace(SPEC, keep_env=("LLAMA_ARG_THREADS",))
     server = RunningServer(launch_id="llamasc-bench-x", host="h", port=8123, argv=[])
     server.workdir = "C:\\w"
     lines = start_cmd(spec, server).split("\r\n")

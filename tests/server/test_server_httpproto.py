@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
+import httpx
 import pytest
+import uvicorn
 
-from llamasc.server._httpproto import _CoalescingTransport
+from free_ports import free_port
+from llamasc.server._httpproto import (
+    TESTED_UVICORN,
+    CoalescingHttpToolsProtocol,
+    _CoalescingTransport,
+    coalescing_enabled,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -63,3 +72,79 @@ async def test_close_flushes_a_held_head_first_and_other_calls_pass_through() ->
     assert real.writes == [HEAD]
     assert real.closed
     assert t.get_extra_info("peername") == "info:peername"
+
+
+# --- the tested uvicorn range and the fallback to the plain protocol ---------------------
+
+
+def test_only_the_tested_uvicorn_releases_get_the_coalescing_transport() -> None:
+    from llamasc.server._httpproto import coalescing_supported
+
+    low, high = TESTED_UVICORN
+    assert coalescing_supported(f"{low[0]}.{low[1]}.0")
+    assert not coalescing_supported(f"{high[0]}.{high[1]}.0")
+    assert not coalescing_supported(f"{low[0]}.{low[1] - 1}.9")
+    assert not coalescing_supported("not a version")
+    assert coalescing_supported(uvicorn.__version__), "the installed uvicorn is the tested one"
+
+
+async def _serve_two_requests(caplog: pytest.LogCaptureFixture) -> list[type]:
+    """Two connections to a real uvicorn on our protocol; the transport type each got."""
+    seen: list[type] = []
+
+    class Recording(CoalescingHttpToolsProtocol):
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            seen.append(type(self.transport))
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    port = free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, http=Recording, lifespan="off", log_config=None
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.ensure_future(server.serve())
+    try:
+        while not server.started:
+            await asyncio.sleep(0.01)
+        for _ in range(2):
+            async with httpx.AsyncClient() as client:
+                resp = await client.get(f"http://127.0.0.1:{port}/")
+            assert (resp.status_code, resp.text) == (200, "ok")
+    finally:
+        server.should_exit = True
+        await task
+    return seen
+
+
+async def test_another_uvicorn_falls_back_to_the_plain_transport_with_one_log_line(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(uvicorn, "__version__", "99.0.0")
+    coalescing_enabled.cache_clear()
+    caplog.set_level(logging.INFO, "llamasc.server._httpproto")
+    try:
+        seen = await _serve_two_requests(caplog)
+    finally:
+        coalescing_enabled.cache_clear()
+    assert len(seen) == 2
+    assert _CoalescingTransport not in seen
+    said = [r.getMessage() for r in caplog.records if r.name == "llamasc.server._httpproto"]
+    assert len(said) == 1
+    assert "99.0.0 is outside the tested range" in said[0]
+
+
+async def test_the_switch_turns_coalescing_off_and_the_tested_uvicorn_has_it_on(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    coalescing_enabled.cache_clear()
+    try:
+        assert set(await _serve_two_requests(caplog)) == {_CoalescingTransport}
+        monkeypatch.setenv("LLAMASC_COALESCE_HEAD", "0")
+        coalescing_enabled.cache_clear()
+        assert _CoalescingTransport not in await _serve_two_requests(caplog)
+    finally:
+        coalescing_enabled.cache_clear()

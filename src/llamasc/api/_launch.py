@@ -2,28 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
-import random
-import socket
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from llamasc.api._async import AsyncModel
 from llamasc.client import ChatClient
 from llamasc.config import discover_models, find_llama_server
-from llamasc.errors import ConfigError, SpawnError
+from llamasc.errors import ConfigError
 from llamasc.flags import FlagPolicy, validate_flags
 from llamasc.process import LaunchSpec, LlamaServer
+from llamasc.process.ports import pick_free_port, retry_lost_port
 
 log = logging.getLogger(__name__)
 
-# Below the ephemeral ranges, so our own outgoing connections cannot take the port between
-# the check and llama-server's bind (the same range the bench launchers use).
-PORT_RANGE = (20000, 32000)
-BIND_RETRIES = 2
 Flags = str | Sequence[str]
 
 
@@ -53,28 +49,6 @@ def operator_args(flags: Flags, policy: FlagPolicy | None) -> tuple[str, ...]:
     return validation.canonical
 
 
-def _bindable(host: str, port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def _ports(host: str, fixed: int | None) -> Generator[int, None, None]:
-    if fixed is not None:
-        yield fixed
-        return
-    rng = random.Random()
-    for _ in range(BIND_RETRIES + 1):
-        for _ in range(50):
-            port = rng.randrange(*PORT_RANGE)
-            if _bindable(host, port):
-                break
-        yield port
-
-
 async def start_server(
     binary: Path,
     model_path: Path,
@@ -86,21 +60,15 @@ async def start_server(
     port: int | None,
 ) -> LlamaServer:
     """Start llama-server on a free loopback port (another one if it lost the port)."""
-    host = "127.0.0.1"
-    last: SpawnError | None = None
-    for candidate in _ports(host, port):
-        spec = LaunchSpec(
-            binary, model_path, args, port=candidate, host=host, env=env, label=name, alias=name
-        )
-        try:
-            return await LlamaServer.start(spec, ready_timeout=ready_timeout)
-        except SpawnError as exc:
-            if port is not None or not exc.lost_port:
-                raise
-            log.warning("llama-server lost port %d to another process; trying another", candidate)
-            last = exc
-    assert last is not None
-    raise last
+    spec = LaunchSpec(binary, model_path, args, host="127.0.0.1", env=env, label=name, alias=name)
+
+    async def start(candidate: int) -> LlamaServer:
+        started = dataclasses.replace(spec, port=candidate)
+        return await LlamaServer.start(started, ready_timeout=ready_timeout)
+
+    if port is not None:  # the caller's choice: no other port will do
+        return await start(port)
+    return await retry_lost_port(start, pick_free_port(), lambda _lost: pick_free_port())
 
 
 async def open_local(

@@ -20,7 +20,7 @@ from llamasc.bench.prompts import Prompt, load_prompts
 from llamasc.bench.records import ResultStore
 from llamasc.bench.sweep import SweepConfig, SweepSummary, run_sweep
 from llamasc.errors import ConfigError
-from llamasc.remote.launch import ENV_NAME, Launcher
+from llamasc.remote.launch import ENV_NAME, HostLauncher
 from llamasc.remote.ssh import SSHOptions
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ def _check_numbers(opts: BenchOptions) -> None:
             raise ConfigError(f"--keep-env takes a variable name, got {name!r}")
 
 
-def open_launcher(opts: BenchOptions) -> Launcher:
+def open_launcher(opts: BenchOptions) -> HostLauncher:
     """The local launcher for ``localhost``, else an SSH connection probed for its OS."""
     from llamasc.remote.local import LocalLauncher
     from llamasc.remote.probe import LOCAL_HOSTS, launcher_for
@@ -104,7 +104,7 @@ def open_launcher(opts: BenchOptions) -> Launcher:
         raise
 
 
-def _read_swap_config(spec: str, launcher: Launcher) -> SwapConfig:
+def _read_swap_config(spec: str, launcher: HostLauncher) -> SwapConfig:
     """Read the config here or (``remote:PATH``) on the host. ``${env.NAME}`` comes from the
     host's environment either way: that is where llama-swap would expand it."""
     if spec.startswith(REMOTE_PREFIX):
@@ -124,7 +124,7 @@ def _read_swap_config(spec: str, launcher: Launcher) -> SwapConfig:
 
 
 def resolve_models(
-    opts: BenchOptions, launcher: Launcher
+    opts: BenchOptions, launcher: HostLauncher
 ) -> tuple[list[BenchModel], dict[str, str]]:
     """The models to sweep, and the config's models that cannot be benched (id -> why).
 
@@ -162,7 +162,7 @@ def _select_one(config: SwapConfig | None, name: str) -> BenchModel:
     return config.select([name])[0]
 
 
-def default_binary(opts: BenchOptions, launcher: Launcher) -> str:
+def default_binary(opts: BenchOptions, launcher: HostLauncher) -> str:
     if opts.llama_server:
         return opts.llama_server
     if launcher.host == "localhost":
@@ -176,7 +176,7 @@ def run_bench(
     opts: BenchOptions,
     *,
     on_event: Callable[[Event], None] | None = None,
-    launcher: Launcher | None = None,
+    launcher: HostLauncher | None = None,
 ) -> BenchOutcome:
     """Run (or resume) a sweep as described by ``opts``."""
     _check_numbers(opts)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +40,9 @@ from llamasc.errors import (
     SpawnError,
     UpstreamError,
 )
-from llamasc.remote.launch import Launcher, LaunchSpec, RunningServer
+from llamasc.process.spec import LaunchSpec
+from llamasc.remote.launch import HostLauncher, RunningServer
+from llamasc.remote.probe import LOCAL_HOSTS
 
 if TYPE_CHECKING:
     from anyio.from_thread import BlockingPortal
@@ -88,10 +91,13 @@ class SweepConfig:
         return self.binary or model.binary or self.default_binary
 
     def server_flags(self, model: BenchModel, arm: Arm) -> tuple[str, ...]:
-        """Everything after ``--host``/``--port``: the comparable part of a command line."""
+        """Everything but binary, ``--host`` and ``--port``: the comparable part of a command
+        line (what records keep)."""
+        return ("-m", model.path, *self.model_flags(model, arm))
+
+    def model_flags(self, model: BenchModel, arm: Arm) -> tuple[str, ...]:
+        """The flags of :meth:`server_flags` after the model: ``LaunchSpec.args``."""
         return (
-            "-m",
-            model.path,
             "--ctx-size",
             str(self.ctx_size),
             "--parallel",
@@ -169,7 +175,7 @@ class Sweep:
     def __init__(
         self,
         config: SweepConfig,
-        launcher: Launcher,
+        launcher: HostLauncher,
         store: ResultStore,
         on_event: Callable[[Event], None] | None = None,
     ) -> None:
@@ -285,12 +291,19 @@ class Sweep:
 
     def _spec(self, cell: Cell) -> LaunchSpec:
         return LaunchSpec(
-            binary=cell.binary,
-            args=self.config.server_flags(cell.model, cell.arm),
+            binary=self._host_path(cell.binary),
+            model_path=self._host_path(cell.model.path),
+            args=self.config.model_flags(cell.model, cell.arm),
             env=dict(cell.model.env),
             label=f"{cell.model.id}/{cell.arm.name}",
             keep_env=tuple(self.config.keep_env),
         )
+
+    def _host_path(self, text: str) -> PurePath:
+        """A path of the bench host, in that host's form (kept as written, never resolved)."""
+        if self.launcher.host in LOCAL_HOSTS:
+            return Path(text)
+        return PureWindowsPath(text) if self.launcher.os_name == "windows" else PurePosixPath(text)
 
     def _run_cell(self, cell: Cell, portal: BlockingPortal) -> None:
         model, arm = cell.model.id, cell.arm.name
@@ -433,7 +446,7 @@ class Sweep:
 
 def run_sweep(
     config: SweepConfig,
-    launcher: Launcher,
+    launcher: HostLauncher,
     store: ResultStore,
     *,
     on_event: Callable[[Event], None] | None = None,

@@ -6,7 +6,6 @@ it needs inside the command body, so ``llamasc --help`` stays fast.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 
@@ -85,15 +84,6 @@ def _register() -> None:
 
 
 _register()
-
-
-def _setup_logging() -> None:
-    level = os.environ.get("LOG_LEVEL", "INFO").upper()
-    logging.basicConfig(
-        level=getattr(logging, level, logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -19,12 +19,13 @@ from llamasc.cli._eval_render import (
     render_reports,
     render_run,
 )
+from llamasc.client.daemon import DEFAULT_DAEMON_URL
 
 if TYPE_CHECKING:
     from llamasc.eval import Benchmark, EvalOptions
 
 T = TypeVar("T")
-DEFAULT_DAEMON = "http://127.0.0.1:8402"
+DEFAULT_DAEMON = DEFAULT_DAEMON_URL
 
 app = typer.Typer(
     name="eval",

@@ -7,7 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
-from llamasc.cli.ps import DEFAULT_DAEMON, ApiKeyOpt, DaemonOpt, daemon_request
+from llamasc.cli.ps import DEFAULT_DAEMON, ApiKeyOpt, DaemonOpt
+from llamasc.client.daemon import daemon_request
 
 _CSV_COLUMNS = (
     "time", "client", "model", "sidecar", "flags_hash", "route", "status", "queue_wait",

@@ -24,7 +24,7 @@ def kill(
 ) -> None:  # fmt: skip
     """Stop sidecars: HASH, --model ID or --all."""
     from llamasc.cli._output import console, fail
-    from llamasc.cli.ps import daemon_request
+    from llamasc.client.daemon import daemon_request
 
     if sum((sidecar is not None, model is not None, everything)) != 1:
         fail("say which sidecars to stop: HASH, --model ID or --all (exactly one)")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from llamasc.cli.ps import ApiKeyOpt, DaemonOpt
+from llamasc.cli.ps import DEFAULT_DAEMON, ApiKeyOpt, DaemonOpt
 
 if TYPE_CHECKING:
     from llamasc.config.catalog import Discovered
@@ -111,12 +111,12 @@ def models(
     reload: Annotated[
         bool, typer.Option("--reload", help="Ask a running daemon to rescan instead.")
     ] = False,
-    daemon: DaemonOpt = "http://127.0.0.1:8402",
+    daemon: DaemonOpt = DEFAULT_DAEMON,
     api_key: ApiKeyOpt = None,
 ) -> None:
     """List the models discovery finds: id, type, architecture, size, quant, context."""
     if reload:
-        from llamasc.cli.ps import daemon_request
+        from llamasc.client.daemon import daemon_request
 
         report = daemon_request("POST", "/models", daemon, api_key, params={"reload": "1"})
         if as_json:

@@ -7,7 +7,9 @@ from typing import Annotated, Any
 
 import typer
 
-DEFAULT_DAEMON = "http://127.0.0.1:8402"
+from llamasc.client.daemon import DEFAULT_DAEMON_URL, daemon_request
+
+DEFAULT_DAEMON = DEFAULT_DAEMON_URL  # the default of every --daemon option
 
 DaemonOpt = Annotated[
     str,
@@ -20,62 +22,6 @@ ApiKeyOpt = Annotated[
         help="The daemon's API key, if it has one.",
     ),
 ]  # fmt: skip
-
-
-def daemon_request(
-    method: str, path: str, daemon: str, api_key: str | None, params: dict[str, str] | None = None
-) -> Any:
-    """One call to the daemon's admin API; its errors become LlamascError (one red line)."""
-    import httpx
-
-    from llamasc.errors import (
-        AuthError,
-        DaemonUnreachableError,
-        LlamascError,
-        NotFoundError,
-        RequestError,
-        UnknownModelError,
-    )
-
-    base = daemon.rstrip("/")
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    try:
-        resp = httpx.request(
-            method,
-            base + path,
-            params=params,
-            headers=headers,
-            timeout=httpx.Timeout(30, connect=5),
-        )
-    except (httpx.ConnectError, httpx.ConnectTimeout):
-        raise DaemonUnreachableError(
-            f"no llamasc daemon at {base} (is 'llamasc serve' running?)"
-        ) from None
-    except httpx.HTTPError as exc:
-        raise DaemonUnreachableError(f"cannot talk to the daemon at {base}: {exc}") from None
-    except ValueError as exc:  # a malformed --daemon URL
-        raise DaemonUnreachableError(f"--daemon {daemon!r} is not a URL: {exc}") from None
-    try:
-        data = resp.json()
-    except ValueError:
-        data = None
-    if resp.status_code >= 400:
-        message, code = f"the daemon answered {resp.status_code}", ""
-        if isinstance(data, dict) and isinstance(data.get("error"), dict):
-            message = str(data["error"].get("message") or message)
-            code = str(data["error"].get("code") or "")
-        if resp.status_code == 401:
-            raise AuthError(f"{message} (pass --api-key or set LLAMASC_API_KEY)")
-        if code == "model_not_found":
-            raise UnknownModelError(message)
-        if resp.status_code == 404:
-            raise NotFoundError(message)
-        if resp.status_code == 400:
-            raise RequestError(message)
-        raise LlamascError(message)
-    if not isinstance(data, dict):
-        raise DaemonUnreachableError(f"{base} does not answer like a llamasc daemon")
-    return data
 
 
 def _ago(now: float, then: float | None) -> str:

@@ -109,7 +109,7 @@ def top(
     from rich.live import Live
 
     from llamasc.cli._output import console
-    from llamasc.cli.ps import daemon_request
+    from llamasc.client.daemon import daemon_request
     from llamasc.errors import DaemonUnreachableError
     from llamasc.observe.view import LiveView, parse_sse
 

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from llamasc.client import ChatClient, normalize_base_url
+from llamasc.client.daemon import DEFAULT_DAEMON_URL
 from llamasc.errors import DaemonUnreachableError, LlamascError, UnknownModelError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ENDPOINT = "http://127.0.0.1:8402"
+DEFAULT_ENDPOINT = DEFAULT_DAEMON_URL
 
 
 def default_endpoint() -> str:

@@ -1,47 +1,19 @@
 """What the pool knows about each child, and what it hands to callers.
 
 ``ChildHandle`` and ``Launcher`` are the only things the pool needs from a llama-server
-process; ``llamasc.process.LlamaServer`` satisfies them, and tests pass recording fakes.
+process; they are :mod:`llamasc.process.launcher`'s ``ServerHandle`` and ``Launcher``
+(``llamasc.process.LlamaServer`` satisfies them, and tests pass recording fakes).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from llamasc.pool.pool import Pool
-    from llamasc.process.spec import LaunchSpec
-
-
-class ChildHandle(Protocol):
-    """A running llama-server, ready to serve (what ``LlamaServer.start`` returns)."""
-
-    @property
-    def pid(self) -> int: ...
-    @property
-    def base_url(self) -> str: ...
-    @property
-    def create_time(self) -> float: ...
-    @property
-    def returncode(self) -> int | None: ...
-    def tail(self, n: int = 50) -> list[str]: ...
-    async def wait(self) -> int: ...
-    async def check_health(self, timeout: float = 2.0) -> bool: ...  # noqa: ASYNC109
-    async def stop(self, grace: float = 5.0) -> int | None: ...
-
-
-class Launcher(Protocol):
-    """Spawn a child and wait until it is ready (``LlamaServer.start``).
-
-    Raises SpawnError or ReadinessTimeoutError; when cancelled it must not leave the child
-    running: the pool frees the child's port as soon as the launcher returns.
-    """
-
-    def __call__(self, spec: LaunchSpec, *, ready_timeout: float) -> Awaitable[ChildHandle]: ...
+from llamasc.process.launcher import Launcher
+from llamasc.process.launcher import ServerHandle as ChildHandle
 
 
 @dataclass(eq=False)
@@ -96,12 +68,18 @@ class SidecarInfo:
         return d
 
 
+class TimeoutSink(Protocol):
+    """Who hears that a leased sidecar timed out (the pool; no import of it needed here)."""
+
+    def child_timed_out(self, child: Child) -> None: ...
+
+
 class Lease:
     """The right to send requests to one ready sidecar until the lease is released."""
 
     __slots__ = ("_child", "_pool", "key", "model_id", "port", "released", "req_id", "timings")
 
-    def __init__(self, pool: Pool, req_id: int, child: Child) -> None:
+    def __init__(self, pool: TimeoutSink, req_id: int, child: Child) -> None:
         self._pool = pool
         self._child = child
         self.req_id = req_id

@@ -24,6 +24,7 @@ from llamasc.pool.config import PoolConfig
 from llamasc.pool.ports import PortAllocator
 from llamasc.pool.slotcache import SlotCache, SlotReport
 from llamasc.process.opaque import OpaqueBackend, OpaqueSpec
+from llamasc.process.ports import retry_lost_port
 from llamasc.process.rpc import check_workers, probe, rpc_workers
 from llamasc.process.spec import LaunchSpec, build_argv
 
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-_BIND_RETRIES = 2
 # Stops that make room (not an operator's stop, a crash, a retired model or the shutdown): the
 # child's slots are saved first, so the same key starting again skips the prefill.
 SAVE_ON = frozenset({"evict", "drain", "ttl"})
@@ -171,26 +171,21 @@ class Children:
         """Run the launcher; if another process took the port between our free-port check
         and llama-server's bind, move to another port and try again (twice at most).
         Returns the ready child and the spec it was started with."""
-        for attempt in range(_BIND_RETRIES + 1):
-            try:
-                if isinstance(spec, OpaqueSpec):
-                    timeout = self.config.health_timeout
-                    return await OpaqueBackend.launch(spec, ready_timeout=timeout), spec
-                handle = await self._launcher(spec, ready_timeout=self.config.health_timeout)
-                return handle, spec
-            except SpawnError as exc:
-                if attempt == _BIND_RETRIES or not exc.lost_port:
-                    raise
-                new_port = self._ports.allocate()
-                log.warning(
-                    "port %d was taken before llama-server could bind it; retrying on %d",
-                    spec.port,
-                    new_port,
-                )
-                self._ports.release(spec.port)  # the child exited: nobody of ours holds it
-                child.port = new_port
-                spec = dataclasses.replace(spec, port=new_port)
-        raise AssertionError("unreachable")
+
+        async def start(port: int) -> tuple[ChildHandle, LaunchSpec | OpaqueSpec]:
+            started = dataclasses.replace(spec, port=port)
+            timeout = self.config.health_timeout
+            if isinstance(started, OpaqueSpec):
+                return await OpaqueBackend.launch(started, ready_timeout=timeout), started
+            return await self._launcher(started, ready_timeout=timeout), started
+
+        def move(old: int) -> int:
+            new_port = self._ports.allocate()
+            self._ports.release(old)  # the child exited: nobody of ours holds it
+            child.port = new_port
+            return new_port
+
+        return await retry_lost_port(start, spec.port, move)
 
     async def _run_start(self, child: Child, entry: ModelEntry) -> None:
         key = child.key

@@ -8,13 +8,11 @@ freed is the last one reused.
 
 from __future__ import annotations
 
-import errno
 import logging
-import socket
-import sys
 import threading
 
 from llamasc.errors import ConfigError, SpawnError
+from llamasc.process.ports import port_is_free
 
 log = logging.getLogger(__name__)
 
@@ -37,23 +35,6 @@ def check_port_range(port_range: tuple[int, int]) -> tuple[int, int]:
     if not (1 <= lo <= hi <= 65535):
         raise ConfigError(f"PORT_RANGE {lo}-{hi} is not a range of ports within 1-65535")
     return lo, hi
-
-
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    """True if a server could bind ``host:port`` right now."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        if sys.platform != "win32":
-            # ignore TIME_WAIT leftovers like llama-server's own listener does; on Windows
-            # this option would let us bind over a live listener, so leave it off there
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError as exc:
-            if exc.errno not in (errno.EADDRINUSE, errno.EACCES):
-                log.debug("port %d on %s unusable: %s", port, host, exc)
-            return False
-    return True
 
 
 class PortAllocator:

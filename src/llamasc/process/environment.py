@@ -105,12 +105,13 @@ def child_env(
     *,
     config_home: Path | None = None,
 ) -> dict[str, str]:
-    """The child's environment: ``base`` (default: ours) scrubbed, then ``spec.env`` added.
+    """The child's environment: ``base`` (default: ours) scrubbed but for ``spec.keep_env``,
+    then ``spec.env`` added.
 
     ``config_home`` is the empty ``XDG_CONFIG_HOME``; by default
     :func:`empty_config_home` under :func:`llamasc_home`.
     """
-    return scrubbed_env(spec.env, base, config_home=config_home)
+    return scrubbed_env(spec.env, base, keep=spec.keep_env, config_home=config_home)
 
 
 def scrubbed_env(

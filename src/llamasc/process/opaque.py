@@ -145,7 +145,7 @@ class OpaqueBackend(LlamaServer):
         port = url.port or (443 if url.scheme == "https" else 80)
         return url.hostname or "127.0.0.1", port, path if path.startswith("/") else "/" + path
 
-    async def _probe_unless_exit(self, host: str, limit: float) -> int | None:
+    async def _probe_unless_exit(self, limit: float) -> int | None:
         target = self._target()
         if target is None:
             return 200 if self.returncode is None else None

@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Sequence
@@ -138,9 +139,18 @@ def _created_at(proc: psutil.Process, create_time: float, boot_time: float | Non
     return abs(proc.create_time() - create_time) <= CREATE_TIME_TOLERANCE
 
 
-def _daemon_identity() -> dict[str, Any]:
+def owner_identity() -> dict[str, Any]:
+    """Who we are, beyond doubt: host, pid, creation time (and the boot time it is read at).
+
+    Written beside what we start (the state file here, ``launch.json`` on a bench host), so
+    a later run can tell the leftovers of a dead run from those of a live sibling."""
     me = psutil.Process()
-    return {"pid": me.pid, "create_time": me.create_time(), "boot_time": _boot_time()}
+    return {
+        "host": socket.gethostname(),
+        "pid": me.pid,
+        "create_time": me.create_time(),
+        "boot_time": _boot_time(),
+    }
 
 
 class StateFile:
@@ -150,7 +160,7 @@ class StateFile:
         self.path = Path(path)
         self._children: dict[int, ChildRecord] = {}
         self._lock = threading.Lock()
-        self._daemon = _daemon_identity()
+        self._daemon = owner_identity()
 
     def add(self, server: LlamaServer, key: str) -> ChildRecord:
         """Record a started child under its pool ``key``."""
@@ -207,15 +217,17 @@ def _load(path: Path) -> dict[str, Any] | None:
     return data
 
 
-def _owner_alive(daemon: Any) -> bool:
-    """Is the daemon that wrote the file still running (it may be us, or another one)?"""
+def owner_alive(owner: Any) -> bool:
+    """Is the process of :func:`owner_identity` ``owner`` still running (us, or another)?
+
+    One of another machine (or none recorded) cannot be checked: it counts as gone."""
     try:
-        proc = psutil.Process(int(daemon["pid"]))
-        boot = daemon.get("boot_time")
-        return _created_at(
-            proc, float(daemon["create_time"]), None if boot is None else float(boot)
-        )
-    except (psutil.Error, KeyError, TypeError, ValueError):
+        if owner.get("host", socket.gethostname()) != socket.gethostname():
+            return False
+        proc = psutil.Process(int(owner["pid"]))
+        boot = owner.get("boot_time")
+        return _created_at(proc, float(owner["create_time"]), None if boot is None else float(boot))
+    except (psutil.Error, AttributeError, KeyError, TypeError, ValueError):
         return False
 
 
@@ -239,7 +251,7 @@ def reap_leftovers(path: Path, *, grace: float = 2.0) -> list[int]:
     data = _load(path)
     if data is None:
         return []
-    if _owner_alive(data.get("daemon")):
+    if owner_alive(data.get("daemon")):
         log.warning("state file %s belongs to a running daemon; not reaping its children", path)
         return []
     victims: list[psutil.Process] = []

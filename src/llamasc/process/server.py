@@ -29,6 +29,7 @@ from llamasc.process._control import ChildControl, platform_control
 from llamasc.process._health import port_owned_by, probe_health
 from llamasc.process._output import READY_LINE, OutputPump, meaningful_line
 from llamasc.process.environment import child_env, warn_system_config
+from llamasc.process.readiness import Readiness, wait_ready
 from llamasc.process.spec import LaunchSpec, build_argv
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,6 @@ log = logging.getLogger(__name__)
 TAIL_IN_ERRORS = 20
 PROBE_FIRST = 0.005  # seconds between readiness probes at first ...
 PROBE_MAX = 0.05  # ... backing off to this
-PROBE_TIMEOUT = 0.5
 KILL_WAIT = 10.0  # after SIGKILL the exit is a matter of the kernel reclaiming memory
 DRAIN_WAIT = 1.0
 # Once ready, the output reader rests this long after each read (see OutputPump.pace).
@@ -129,6 +129,8 @@ class LlamaServer:
         killed). If the caller is cancelled meanwhile, the child is killed too.
         ``on_line`` gets every output line, in the event loop thread.
         """
+        if spec.port == 0:
+            raise ConfigError("no port chosen for llama-server (LaunchSpec.port is 0)")
         loop = asyncio.get_running_loop()
         argv = build_argv(spec)
         env = child_env(spec)
@@ -259,44 +261,36 @@ class LlamaServer:
         return port_owned_by(self.pid, self.port) is not False
 
     async def _await_ready(self, ready_timeout: float) -> None:
-        loop = self._loop
-        deadline = loop.time() + ready_timeout
-        delay = PROBE_FIRST
-        host = self.spec.connect_host
-        while True:
-            self._wake.clear()
-            if self._exited.is_set():
-                raise await self._spawn_error()
-            remaining = deadline - loop.time()
-            status = await self._probe_unless_exit(host, min(PROBE_TIMEOUT, max(remaining, 0.01)))
-            if status == 200 and self.returncode is None and self._owns_port():
-                self.ready_at = time.time()
-                if self._pump is not None:
-                    self._pump.pace(OUTPUT_PACE)
-                log.info(
-                    "%sready in %.2fs (pid %d)",
-                    self._prefix,
-                    self.ready_at - self.started_at,
-                    self.pid,
-                )
-                return
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise self._timeout_error(ready_timeout)
-            try:
-                async with asyncio.timeout(min(delay, remaining)):
-                    await self._wake.wait()
-                delay = PROBE_FIRST  # something happened: look again at once
-            except TimeoutError:
-                delay = min(delay * 2, PROBE_MAX)
+        async def exited() -> bool:
+            return self._exited.is_set()
 
-    async def _probe_unless_exit(self, host: str, limit: float) -> int | None:
+        outcome = await wait_ready(
+            exited=exited,
+            probe=self._probe_unless_exit,
+            confirm=lambda: self.returncode is None and self._owns_port(),
+            wake=self._wake,
+            timeout=ready_timeout,
+            first=PROBE_FIRST,
+            most=PROBE_MAX,
+        )
+        if outcome is Readiness.EXITED:
+            raise await self._spawn_error()
+        if outcome is Readiness.TIMEOUT:
+            raise self._timeout_error(ready_timeout)
+        self.ready_at = time.time()
+        if self._pump is not None:
+            self._pump.pace(OUTPUT_PACE)
+        log.info(
+            "%sready in %.2fs (pid %d)", self._prefix, self.ready_at - self.started_at, self.pid
+        )
+
+    async def _probe_unless_exit(self, limit: float) -> int | None:
         """One /health probe, abandoned as soon as the child exits.
 
         A port squatter that accepts but never answers would otherwise delay the report
         of our child's bind failure by the whole probe timeout.
         """
-        probe = asyncio.ensure_future(probe_health(host, self.port, limit))
+        probe = asyncio.ensure_future(probe_health(self.spec.connect_host, self.port, limit))
         exit_wait = asyncio.ensure_future(self._exited.wait())
         try:
             await asyncio.wait({probe, exit_wait}, return_when=asyncio.FIRST_COMPLETED)

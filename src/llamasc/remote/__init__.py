@@ -1,14 +1,17 @@
 """Running llama-server on a bench host: locally, or over SSH on Linux or Windows.
 
-The pieces: a :class:`Transport` (commands, small files and port forwards; SSH in
-production), launchers that start a server detached from the session and stop it for sure
-(:class:`PosixLauncher`, :class:`WindowsLauncher`, :class:`LocalLauncher`), and the quoting
-that gets argv through ``sh`` or ``cmd.exe`` intact.
+What running one means is :mod:`llamasc.process`'s (its ``LaunchSpec``, readiness rule,
+``/health`` probe, free-port pick, lost-port retry, environment scrub and leftover owner
+check); this package adds only how to reach the host: a :class:`Transport` (commands, small
+files and port forwards; SSH in production), launchers that start a server detached from
+the session and stop it for sure (:class:`PosixLauncher` with ``setsid``,
+:class:`WindowsLauncher` with ``schtasks``; :class:`LocalLauncher` is the daemon's own
+``LlamaServer``), and the quoting that gets argv through ``sh`` or ``cmd.exe`` intact.
 
 paramiko is imported only when an SSH connection is made.
 """
 
-from llamasc.remote.launch import Launcher, LaunchSpec, RunningServer
+from llamasc.remote.launch import HostLauncher, LaunchSpec, RunningServer
 from llamasc.remote.local import LocalLauncher
 from llamasc.remote.posix import PosixLauncher
 from llamasc.remote.probe import LOCAL_HOSTS, detect_os, launcher_for
@@ -20,8 +23,8 @@ __all__ = [
     "LOCAL_HOSTS",
     "CommandResult",
     "Forward",
+    "HostLauncher",
     "LaunchSpec",
-    "Launcher",
     "LocalLauncher",
     "PosixLauncher",
     "RunningServer",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -9,49 +10,48 @@ import random
 import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from typing import Any
 
-from llamasc.errors import LlamascError, RemoteError, SpawnError
-from llamasc.remote.launch import (
-    LaunchSpec,
-    RunningServer,
-    http_health,
-    new_launch_id,
-    owner_alive,
-    owner_info,
-    server_argv,
-    tail,
-    wait_until_ready,
-)
+from llamasc.errors import LlamascError, ReadinessTimeoutError, RemoteError, SpawnError
+from llamasc.process._health import probe_health
+from llamasc.process.ports import pick_free_port, retry_lost_port
+from llamasc.process.readiness import Readiness, wait_ready
+from llamasc.process.reaper import owner_alive, owner_identity
+from llamasc.remote.launch import LaunchSpec, RunningServer, new_launch_id, server_argv, tail
 from llamasc.remote.transport import CommandResult, Transport
 
 log = logging.getLogger(__name__)
 
 _VERSION = re.compile(r"version:\s*(.+)")
-# Below the ephemeral ranges (Linux 32768-60999, Windows 49152-65535), so outgoing connections
-# (our SSH forwards among them) cannot take a server's port between our check and its bind.
-PORT_RANGE = (20000, 32000)
-_BIND_RETRIES = 2
+POLL_FIRST = 0.1  # seconds between readiness looks at first (each costs SSH round trips) ...
+POLL_MAX = 1.0  # ... backing off to this
 
 
-def start_retrying_lost_port(start_once: Callable[[], RunningServer], host: str) -> RunningServer:
-    """``start_once()``, again (at most twice more) if llama-server lost the port it was given
-    to another process before binding it; ``start_once`` picks a new port each time."""
-    for attempt in range(_BIND_RETRIES + 1):
-        try:
-            return start_once()
-        except SpawnError as exc:
-            if attempt == _BIND_RETRIES or not exc.lost_port:
-                raise
-            log.warning("llama-server on %s lost its port; starting it again", host)
-    raise AssertionError("unreachable")
+def forward_health(server: RunningServer, timeout: float = 2.0) -> bool:
+    """True when the server's ``/health`` answers 200 through its port forward."""
+    if server.forward is None:
+        return False
+    status = asyncio.run(probe_health("127.0.0.1", server.forward.local_port, timeout))
+    return status == 200
 
 
 def parse_version(output: str) -> str | None:
     """The build from ``llama-server --version`` output (``version: 1234 (abcdef)``)."""
     match = _VERSION.search(output)
     return match.group(1).strip() if match else None
+
+
+def checked_version(binary: str, output: str, exit_code: int, *, where: str = "") -> str:
+    """The build ``llama-server --version`` printed; RemoteError (its last line) if it failed."""
+    found = parse_version(output)
+    if exit_code != 0 or found is None:
+        lines = tail(output, 5)
+        raise RemoteError(
+            f"cannot run {binary!r}{where} (exit {exit_code}): "
+            + (lines[-1] if lines else "no output"),
+            details=lines,
+        )
+    return found
 
 
 class RemoteLauncher(ABC):
@@ -114,15 +114,7 @@ class RemoteLauncher(ABC):
 
     def version(self, binary: str) -> str:
         res = self.run(self.version_command(binary), timeout=60.0)
-        found = parse_version(res.output)
-        if not res.ok or found is None:
-            lines = tail(res.output, 5)
-            raise RemoteError(
-                f"cannot run {binary!r} on {self.host} (exit {res.exit_code}): "
-                + (lines[-1] if lines else "no output"),
-                details=lines,
-            )
-        return found
+        return checked_version(binary, res.output, res.exit_code, where=f" on {self.host}")
 
     @abstractmethod
     def environ_command(self) -> str: ...
@@ -146,11 +138,9 @@ class RemoteLauncher(ABC):
         return data.decode("utf-8-sig", "replace")
 
     def _pick_port(self) -> int:
-        for _ in range(20):
-            port = self._rng.randrange(*PORT_RANGE)
-            if not self.transport.port_in_use(port):
-                return port
-        raise RemoteError(f"no free port found on {self.host} after 20 tries")
+        return pick_free_port(
+            lambda port: not self.transport.port_in_use(port), where=self.host, rng=self._rng
+        )
 
     def _exit_code(self, server: RunningServer) -> int | None:
         path = self.sftp_path(self.join(server.workdir, "exit.txt"))
@@ -171,11 +161,17 @@ class RemoteLauncher(ABC):
         return tail(data.decode("utf-8", "replace"))
 
     def start(self, spec: LaunchSpec, *, timeout: float) -> RunningServer:
-        """Start llama-server and wait until it is ready (see :func:`start_retrying_lost_port`)."""
-        return start_retrying_lost_port(lambda: self._start_once(spec, timeout=timeout), self.host)
+        """Start llama-server and wait until it is ready, on another port if it lost its
+        first one (:func:`llamasc.process.ports.retry_lost_port`)."""
 
-    def _start_once(self, spec: LaunchSpec, *, timeout: float) -> RunningServer:
-        port = self._pick_port()
+        async def start(port: int) -> RunningServer:
+            return await self._start_once(spec, port, ready_timeout=timeout)
+
+        return asyncio.run(retry_lost_port(start, self._pick_port(), lambda _: self._pick_port()))
+
+    async def _start_once(
+        self, spec: LaunchSpec, port: int, *, ready_timeout: float
+    ) -> RunningServer:
         launch_id = new_launch_id(port)
         server = RunningServer(
             launch_id=launch_id,
@@ -190,22 +186,43 @@ class RemoteLauncher(ABC):
             "argv": server.argv,
             "label": spec.label,
             "created": time.time(),
-            "owner": owner_info(),
+            "owner": owner_identity(),
         }
         self.transport.write_file(
             self.sftp_path(self.join(server.workdir, "launch.json")), json.dumps(meta).encode()
         )
+        what = f"llama-server ({spec.label or spec.binary}) on {self.host}"
         try:
             self._spawn(spec, server)
             server.forward = self.transport.forward(port)
             server.base_url = f"http://127.0.0.1:{server.forward.local_port}"
-            wait_until_ready(
-                health=lambda: http_health(server.base_url),
-                exited=lambda: self._exit_code(server),
-                log_tail=lambda: self.log_tail(server),
-                timeout=timeout,
-                what=f"llama-server ({spec.label or spec.binary}) on {self.host}",
+            local_port = server.forward.local_port
+
+            async def exited() -> bool:
+                return self._exit_code(server) is not None
+
+            outcome = await wait_ready(
+                exited=exited,
+                probe=lambda limit: probe_health("127.0.0.1", local_port, limit),
+                timeout=ready_timeout,
+                first=POLL_FIRST,
+                most=POLL_MAX,
+                probe_timeout=2.0,
             )
+            if outcome is Readiness.EXITED:
+                code = self._exit_code(server)
+                lines = self.log_tail(server)
+                last = lines[-1] if lines else "no output"
+                raise SpawnError(
+                    f"{what} exited with code {code} before it was ready: {last}",
+                    exit_code=code,
+                    stderr_tail=lines,
+                )
+            if outcome is Readiness.TIMEOUT:
+                raise ReadinessTimeoutError(
+                    f"{what} was not ready after {ready_timeout:.0f}s",
+                    details=self.log_tail(server),
+                )
             self._after_ready(server)
         except BaseException:
             # Never leave a half-started server behind, also not on Ctrl-C.
@@ -215,7 +232,7 @@ class RemoteLauncher(ABC):
         return server
 
     def alive(self, server: RunningServer) -> bool | None:
-        if server.base_url and http_health(server.base_url):
+        if forward_health(server):
             return True
         if self._exit_code(server) is not None:
             return False  # the wrapper recorded the server's exit status
@@ -237,7 +254,7 @@ class RemoteLauncher(ABC):
             with contextlib.suppress(Exception):
                 raw = self.transport.read_file(self.sftp_path(self.join(base, name, "launch.json")))
                 meta = json.loads(raw)
-            if owner_alive(meta):
+            if owner_alive(meta.get("owner")):
                 continue  # a bench that is still running on this machine owns it
             try:
                 if self._reap_one(name, meta):
@@ -250,4 +267,4 @@ class RemoteLauncher(ABC):
         self.transport.close()
 
 
-__all__ = ["PORT_RANGE", "RemoteLauncher", "parse_version"]
+__all__ = ["RemoteLauncher", "checked_version", "forward_health", "parse_version"]

@@ -1,71 +1,91 @@
-"""``--host localhost``: llama-server as a local child process, no SSH, no shell.
+"""``--host localhost``: llama-server as a local child, started and stopped exactly as the
+daemon starts and stops its own (:class:`llamasc.process.LlamaServer`): the same environment
+scrub, readiness rule, no-orphan policy (own process group; Linux parent-death signal;
+Windows kill-on-close Job Object), lost-port retry and leftover reaping (a state file per
+launch, :func:`llamasc.process.reap_leftovers`).
 
-Each launch gets a directory under the llamasc state directory (pid file, log, argv) so a
-bench that was killed outright can have its orphans stopped by the next run.
+``LlamaServer`` is async and, on Linux, its child dies with the thread that spawned it: the
+launcher runs one event loop in a thread of its own that lives until :meth:`close` (or the
+bench's exit), and every launch is spawned there.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import json
+import dataclasses
 import logging
 import os
 import shutil
-import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import Any, TypeVar
 
-from llamasc.errors import RemoteError, SpawnError
-from llamasc.process._control import platform_control
-from llamasc.process.environment import scrubbed_env, warn_system_config
-from llamasc.remote._base import parse_version, start_retrying_lost_port
+from llamasc.errors import RemoteError
+from llamasc.process.environment import llamasc_home
+from llamasc.process.ports import pick_free_port, retry_lost_port
+from llamasc.process.reaper import StateFile, reap_leftovers
+from llamasc.process.server import LlamaServer
+from llamasc.remote._base import checked_version
 from llamasc.remote.launch import (
     LAUNCH_PREFIX,
     LaunchSpec,
     RunningServer,
-    http_health,
     new_launch_id,
-    owner_alive,
-    owner_info,
     parse_pid_column,
-    server_argv,
-    tail,
-    wait_until_ready,
 )
-from llamasc.remote.ssh import free_local_port
-
-if TYPE_CHECKING:
-    from llamasc.process._control import ChildControl
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def default_state_dir(env: dict[str, str] | None = None) -> Path:
-    """Where local launches keep their pid files and logs."""
-    env = dict(os.environ) if env is None else env
-    if env.get("LLAMASC_HOME"):
-        base = Path(env["LLAMASC_HOME"]).expanduser()
-    elif sys.platform == "win32":
-        base = Path(env.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local") / "llamasc"
-    else:
-        base = Path(env.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "llamasc"
-    return base / "bench-launches"
+    """Where local launches keep their state files and logs."""
+    return llamasc_home(env) / "bench-launches"
 
 
-def _log_tail(path: Path) -> list[str]:
-    try:
-        with path.open("rb") as fh:
-            fh.seek(max(0, path.stat().st_size - 16384))
-            return tail(fh.read().decode("utf-8", "replace"))
-    except OSError:
-        return []
+class _LoopThread:
+    """One event loop in a daemon thread; coroutines are run there and waited for here."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="llamasc-bench-launches", daemon=True
+        )
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        finished = threading.Event()
+
+        async def guarded() -> T:
+            try:
+                return await coro
+            finally:
+                finished.set()
+
+        future = asyncio.run_coroutine_threadsafe(guarded(), self.loop)
+        try:
+            return future.result()
+        except BaseException:
+            # Ctrl-C here: cancel the launch there (a child on its way up is killed and
+            # reaped), and wait for that before the bench goes on to exit.
+            future.cancel()
+            finished.wait(timeout=30)
+            raise
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+        if not self._thread.is_alive():
+            self.loop.close()
 
 
 class LocalLauncher:
-    """Launch llama-server on this machine."""
+    """Launch llama-server on this machine, through the daemon's :class:`LlamaServer`."""
 
     host = "localhost"
     os_name = "windows" if sys.platform == "win32" else "linux"
@@ -80,6 +100,12 @@ class LocalLauncher:
         self.state_dir = state_dir or default_state_dir()
         self.stop_timeout = stop_timeout
         self.vram_timeout = vram_timeout
+        self._loop: _LoopThread | None = None
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        if self._loop is None:
+            self._loop = _LoopThread()
+        return self._loop.run(coro)
 
     def version(self, binary: str) -> str:
         try:
@@ -93,71 +119,51 @@ class LocalLauncher:
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise RemoteError(f"cannot run {binary!r}: {exc}") from None
-        found = parse_version(res.stdout + res.stderr)
-        if res.returncode != 0 or found is None:
-            lines = tail(res.stdout + res.stderr, 5)
-            raise RemoteError(
-                f"cannot run {binary!r} (exit {res.returncode}): "
-                + (lines[-1] if lines else "no output"),
-                details=lines,
-            )
-        return found
+        return checked_version(binary, res.stdout + res.stderr, res.returncode)
 
     def start(self, spec: LaunchSpec, *, timeout: float) -> RunningServer:
-        return start_retrying_lost_port(lambda: self._start_once(spec, timeout), self.host)
+        """Start it on a free loopback port (another one if it lost that one) and wait until
+        it is ready; it is recorded in its own state file until :meth:`stop`."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
 
-    def _start_once(self, spec: LaunchSpec, timeout: float) -> RunningServer:
-        port = free_local_port()
-        launch_id = new_launch_id(port)
-        workdir = self.state_dir / launch_id
-        workdir.mkdir(parents=True, exist_ok=True)
-        server = RunningServer(
-            launch_id=launch_id,
-            host=self.host,
-            port=port,
-            argv=server_argv(spec, port),
-            workdir=str(workdir),
-            base_url=f"http://127.0.0.1:{port}",
-        )
-        (workdir / "launch.json").write_text(
-            json.dumps(
-                {"port": port, "argv": server.argv, "label": spec.label, "owner": owner_info()}
+        async def start(port: int) -> tuple[str, LlamaServer]:
+            launch_id = new_launch_id(port)
+            started = dataclasses.replace(
+                spec,
+                port=port,
+                host="127.0.0.1",
+                log_file=self.state_dir / f"{launch_id}.log",
+                label=spec.label or launch_id,
             )
-        )
-        logfile = workdir / "server.log"
-        # The daemon's own spawn policy: its own session/group (a stop reaches the whole
-        # tree), on Linux a parent-death signal (a bench killed with -9 leaves no server;
-        # spawned from the sweep's main thread, which lives as long as the bench), on
-        # Windows a kill-on-close Job Object; and the same environment scrub.
-        control = platform_control()
-        kwargs = control.popen_kwargs()
-        env = scrubbed_env(spec.env, keep=spec.keep_env)
-        warn_system_config()
-        with logfile.open("wb") as out:
-            kwargs.update(stdout=out, stderr=subprocess.STDOUT)
-            try:
-                proc = subprocess.Popen(server.argv, env=env, cwd=workdir, **kwargs)
-            except OSError as exc:
-                shutil.rmtree(workdir, ignore_errors=True)
-                raise SpawnError(f"cannot start {spec.binary!r}: {exc}") from None
-        control.adopt(proc)
-        server.pid = server.pgid = proc.pid
-        server.extra["proc"] = proc
-        server.extra["control"] = control
-        (workdir / "pid").write_text(str(proc.pid))
+            return launch_id, await LlamaServer.start(started, ready_timeout=timeout)
+
         try:
-            wait_until_ready(
-                health=lambda: http_health(server.base_url),
-                exited=proc.poll,
-                log_tail=lambda: _log_tail(logfile),
-                timeout=timeout,
-                what=f"llama-server ({spec.label or spec.binary})",
+            launch_id, child = self._run(
+                retry_lost_port(start, pick_free_port(), lambda _: pick_free_port())
             )
         except BaseException:
-            with contextlib.suppress(Exception):
-                self.stop(server)
+            self._remove_logs()
             raise
-        return server
+        state = StateFile(self.state_dir / f"{launch_id}.json")
+        state.add(child, launch_id)
+        return RunningServer(
+            launch_id=launch_id,
+            host=self.host,
+            port=child.port,
+            argv=list(child.argv),
+            base_url=child.base_url,
+            pid=child.pid,
+            pgid=child.pid,
+            workdir=str(self.state_dir),
+            extra={"child": child, "state": state},
+        )
+
+    def _remove_logs(self) -> None:
+        """Logs of launches that never got a state file (they failed to start)."""
+        for log_path in self.state_dir.glob(f"{LAUNCH_PREFIX}*.log"):
+            if not log_path.with_suffix(".json").exists():
+                with contextlib.suppress(OSError):
+                    log_path.unlink()
 
     def path_exists(self, path: str) -> bool:
         return Path(path).expanduser().exists()
@@ -172,57 +178,22 @@ class LocalLauncher:
         return dict(os.environ)
 
     def alive(self, server: RunningServer) -> bool | None:
-        proc = server.extra.get("proc")
-        if isinstance(proc, subprocess.Popen) and proc.poll() is not None:
+        child = server.extra.get("child")
+        if not isinstance(child, LlamaServer) or child.returncode is not None:
             return False
-        return True if http_health(server.base_url) else None
+        return True if self._run(child.check_health()) else None
 
     def stop(self, server: RunningServer) -> None:
-        proc = server.extra.get("proc")
-        control = server.extra.get("control")
-        if isinstance(proc, subprocess.Popen) and control is not None:
-            self._stop_child(proc, cast("ChildControl", control))
-        elif server.pid is not None:
-            self._stop_pid(server.pid)
+        child = server.extra.get("child")
+        if isinstance(child, LlamaServer) and self._run(child.stop(self.stop_timeout)) is None:
+            raise RemoteError(f"llama-server pid {child.pid} is still running after SIGKILL")
         self._wait_vram_freed(server)
-        if server.workdir.endswith(server.launch_id):
-            shutil.rmtree(server.workdir, ignore_errors=True)
-
-    def _signal(self, pid: int, sig: int) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            if sys.platform == "win32":
-                os.kill(pid, sig)
-            else:
-                os.killpg(pid, sig)
-
-    def _stop_child(self, proc: subprocess.Popen[bytes], control: ChildControl) -> None:
-        """Stop a child we started, the way the daemon stops its own."""
-        try:
-            if proc.poll() is None:
-                control.soft_stop(proc)
-                try:
-                    proc.wait(timeout=self.stop_timeout)
-                except subprocess.TimeoutExpired:
-                    log.warning("llama-server pid %d ignored the stop; killing it", proc.pid)
-                    control.hard_kill(proc)
-                    proc.wait(timeout=10)
-        finally:
-            control.release(proc)  # stray descendants go too; Windows: the job is closed
-
-    def _stop_pid(self, pid: int) -> None:
-        import psutil
-
-        self._signal(pid, signal.SIGTERM)
-        try:
-            psutil.Process(pid).wait(timeout=self.stop_timeout)
-        except psutil.NoSuchProcess:
-            return
-        except psutil.TimeoutExpired:
-            self._signal(pid, getattr(signal, "SIGKILL", signal.SIGTERM))
-            with contextlib.suppress(psutil.NoSuchProcess, psutil.TimeoutExpired):
-                psutil.Process(pid).wait(timeout=10)
-        if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-            raise RemoteError(f"llama-server pid {pid} is still running after SIGKILL")
+        state = server.extra.get("state")
+        if isinstance(state, StateFile):
+            with contextlib.suppress(OSError):
+                state.path.unlink()
+        with contextlib.suppress(OSError):
+            (self.state_dir / f"{server.launch_id}.log").unlink()
 
     def _wait_vram_freed(self, server: RunningServer) -> None:
         smi = shutil.which("nvidia-smi")
@@ -245,41 +216,24 @@ class LocalLauncher:
             time.sleep(0.5)
 
     def reap_stale(self) -> list[str]:
-        import psutil
-
+        """Stop the servers of benches that died without stopping them (their state files
+        name them; a live sibling bench's are left alone); what was stopped."""
         cleaned: list[str] = []
         if not self.state_dir.is_dir():
             return cleaned
-        for workdir in sorted(self.state_dir.iterdir()):
-            if not workdir.name.startswith(LAUNCH_PREFIX) or not workdir.is_dir():
-                continue
-            try:
-                meta = json.loads((workdir / "launch.json").read_text())
-            except (OSError, ValueError):
-                meta = {}
-            if owner_alive(meta):
-                continue
-            try:
-                pid = int((workdir / "pid").read_text().strip())
-            except (OSError, ValueError):
-                pid = None
-            ours = False
-            if pid is not None:
-                with contextlib.suppress(psutil.Error):
-                    proc = psutil.Process(pid)
-                    ours = (
-                        Path(proc.cwd()).resolve() == workdir.resolve()
-                        and proc.status() != psutil.STATUS_ZOMBIE
-                    )
-            if ours and pid is not None:
-                log.warning("stopping llama-server pid %d left running by an earlier bench", pid)
-                self._stop_pid(pid)
-                cleaned.append(workdir.name)
-            shutil.rmtree(workdir, ignore_errors=True)
+        for path in sorted(self.state_dir.glob(f"{LAUNCH_PREFIX}*.json")):
+            for pid in reap_leftovers(path, grace=self.stop_timeout):
+                log.warning("stopped llama-server pid %d that an earlier bench left running", pid)
+                cleaned.append(f"{path.stem} (pid {pid})")
+            if not path.exists():  # reaped (or nothing left to reap): its log goes too
+                with contextlib.suppress(OSError):
+                    path.with_suffix(".log").unlink()
         return cleaned
 
     def close(self) -> None:
-        return None
+        if self._loop is not None:
+            self._loop.close()
+            self._loop = None
 
 
 __all__ = ["LocalLauncher", "default_state_dir"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 
 from llamasc.errors import RemoteError
-from llamasc.remote.launch import Launcher
+from llamasc.remote.launch import HostLauncher
 from llamasc.remote.transport import Transport
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ def detect_os(transport: Transport) -> str:
     )
 
 
-def launcher_for(transport: Transport, *, remote_dir: str | None = None) -> Launcher:
+def launcher_for(transport: Transport, *, remote_dir: str | None = None) -> HostLauncher:
     """The launcher matching the OS behind ``transport``."""
     from llamasc.remote.posix import PosixLauncher
     from llamasc.remote.windows import WindowsLauncher

@@ -14,7 +14,6 @@ import contextlib
 import logging
 import os
 import select
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -415,12 +414,4 @@ class SSHTransport:
         return used
 
 
-def free_local_port() -> int:
-    """A port that was free on this machine a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-__all__ = ["ResolvedTarget", "SSHOptions", "SSHTransport", "free_local_port", "resolve_target"]
+__all__ = ["ResolvedTarget", "SSHOptions", "SSHTransport", "resolve_target"]
