@@ -108,6 +108,12 @@ def test_served_ready_by_check_endpoint_and_stopped_by_cmd_stop(tmp_path: Path) 
         assert status["stubborn"] == {"value": "unloaded", "args": []}  # no BASE_ARGS: not ours
         running = httpx.get(served.url + "/running", timeout=10).json()
         assert {m["model"] for m in running["running"]} == {"slow", "nocheck"}
+        slow = next(m for m in running["running"] if m["model"] == "slow")
+        assert "opaque_backend.py" in slow["cmd"]  # its own cmd, ${PORT} filled
+        assert "${PORT}" not in slow["cmd"]
+        words = slow["cmd"].split()
+        port = words[words.index("--port") + 1]
+        assert slow["proxy"] == f"http://localhost:{port}"  # the model's proxy, filled
         r = httpx.post(served.url + "/api/models/unload/slow", timeout=60)
         assert r.status_code == 200, r.text
         wait_until(lambda: _gone(pid), 30, "the backend to stop")

@@ -126,6 +126,8 @@ def test_llama_swap_config_serves_through_its_routes(swap_daemon: ThreadDaemon) 
         running = c.get("/running", headers=KEY).json()["running"]
         assert [x["model"] for x in running] == ["smol"]
         (sidecar,) = c.get("/sidecars", headers=KEY).json()["sidecars"]
+        assert running[0]["proxy"] == f"http://127.0.0.1:{sidecar['port']}"
+        assert "--top-k 1" in running[0]["cmd"]
         # the cmd's own arguments are the model's operator args; --port is llamasc's
         assert sidecar["flags"][sidecar["flags"].index("--top-k") + 1] == "1"
         assert sidecar["flags"][sidecar["flags"].index("--ctx-size") + 1] == "512"

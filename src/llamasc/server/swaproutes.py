@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import shlex
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.requests import Request
@@ -35,12 +37,16 @@ class SwapRoutes:
     async def running(self, request: Request) -> JSONResponse:
         st = self.state
         out: list[dict[str, Any]] = []
+        host = getattr(getattr(st.pool, "config", None), "host", "127.0.0.1")
         for info in st.pool.sidecars():
             extra = st.settings.models.get(info.model)
             out.append(
                 {
                     "model": info.model,
                     "state": "ready" if info.state == "ready" else str(info.state),
+                    # llama-swap's cmd and proxy: what this sidecar runs with and where
+                    "cmd": _command(st, info.model, info.flags, info.port),
+                    "proxy": _proxy(st, info.model, host, info.port),
                     "name": extra.name if extra else "",
                     "description": extra.description if extra else "",
                     "ttl": extra.ttl if extra and extra.ttl is not None else st.settings.ttl,
@@ -70,6 +76,24 @@ class SwapRoutes:
             for line in self.state.pool.logs(info.hash, _LOG_LINES):
                 lines.append(f"[{info.model}] {line}")
         return PlainTextResponse("\n".join(lines) + ("\n" if lines else ""))
+
+
+def _proxy(st: DaemonState, model: str, host: str, port: int) -> str:
+    """Where the daemon sends a sidecar's requests: an opaque model's ``proxy``."""
+    entry = st.catalog.models.get(model)
+    if entry is not None and entry.opaque is not None:
+        return entry.opaque.proxy.replace("${PORT}", str(port))
+    return f"http://{host}:{port}"
+
+
+def _command(st: DaemonState, model: str, flags: Sequence[str], port: int) -> str:
+    """The command line a sidecar runs: an opaque model's own ``cmd`` (``${PORT}`` filled),
+    else llama-server with the model's GGUF and the sidecar's canonical flags."""
+    entry = st.catalog.models.get(model)
+    if entry is not None and entry.opaque is not None:
+        return shlex.join(a.replace("${PORT}", str(port)) for a in entry.opaque.argv)
+    gguf = [] if entry is None else ["-m", str(entry.path)]
+    return shlex.join(["llama-server", *gguf, *flags, "--port", str(port)])
 
 
 __all__ = ["SwapRoutes"]
