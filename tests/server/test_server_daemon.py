@@ -54,6 +54,23 @@ def test_chat_stream_and_flags_make_separate_sidecars(daemon_factory: DaemonFact
         assert {s["pid"] for s in sidecars} <= children
 
 
+def test_sidecars_are_serialised_once_with_every_field(daemon_factory: DaemonFactory) -> None:
+    """/sidecars, /sidecars/{hash} and the pool's own snapshot are the same JSON, ready_at and
+    restarts included (the route once listed the fields by hand and dropped those two)."""
+    d = daemon_factory()
+    with httpx.Client(base_url=d.url, timeout=30) as c:
+        assert c.post("/v1/chat/completions", json=chat("m1")).status_code == 200
+        (listed,) = c.get("/sidecars").json()["sidecars"]
+        one = c.get(f"/sidecars/{listed['hash'][:12]}").json()["sidecar"]
+    assert listed["ready_at"] >= listed["started"]
+    assert listed["restarts"] == 0
+    assert listed["requests_served"] == 1
+    assert listed["memory"].keys() == {"projected", "measured"}
+    assert one.keys() == listed.keys()
+    assert one["hash"] == listed["hash"]
+    assert one["ready_at"] == listed["ready_at"]
+
+
 def test_openai_client_against_fake(daemon_factory: DaemonFactory) -> None:
     import openai
 

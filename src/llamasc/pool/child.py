@@ -8,12 +8,15 @@ process; they are :mod:`llamasc.process.launcher`'s ``ServerHandle`` and ``Launc
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import enum
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from llamasc.process.launcher import Launcher
 from llamasc.process.launcher import ServerHandle as ChildHandle
+from llamasc.process.rpc import rpc_workers
 
 
 @dataclass(eq=False)
@@ -63,9 +66,45 @@ class SidecarInfo:
     memory_measured: dict[str, int] | None = None  # bytes per device, once ready
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["flags"] = list(self.flags)
-        return d
+        """The one JSON form of a sidecar (``/sidecars``, ``ps``, the event stream): every
+        field, times as Unix seconds, memory as ``{"projected", "measured"}`` bytes per
+        device, and the RPC workers its model is spread over."""
+        return sidecar_dict(self)
+
+
+def _plain(value: Any) -> Any:
+    """An enum's value and a datetime's Unix time, for JSON."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, dt.datetime):
+        return value.timestamp()
+    return value
+
+
+def sidecar_dict(info: Any) -> dict[str, Any]:
+    """:meth:`SidecarInfo.to_dict` for any object with its fields (tests' stand-ins too)."""
+    timings = getattr(info, "last_timings", None)
+    flags = list(info.flags)
+    return {
+        "hash": info.hash,
+        "model": info.model,
+        "flags": flags,
+        "port": info.port,
+        "pid": info.pid,
+        "state": _plain(info.state),
+        "started": _plain(info.started),
+        "ready_at": _plain(getattr(info, "ready_at", None)),
+        "last_used": _plain(info.last_used),
+        "in_flight": info.in_flight,
+        "requests_served": info.requests_served,
+        "restarts": getattr(info, "restarts", 0),
+        "last_timings": dict(timings) if timings else None,
+        "memory": {
+            "projected": getattr(info, "memory_projected", None),
+            "measured": getattr(info, "memory_measured", None),
+        },
+        "rpc_workers": [w.address for w in rpc_workers(flags)],
+    }
 
 
 class TimeoutSink(Protocol):
@@ -111,4 +150,4 @@ class Lease:
         return f"<Lease {self.model_id} {self.key[:12]} port={self.port}>"
 
 
-__all__ = ["Child", "ChildHandle", "Launcher", "Lease", "SidecarInfo"]
+__all__ = ["Child", "ChildHandle", "Launcher", "Lease", "SidecarInfo", "sidecar_dict"]

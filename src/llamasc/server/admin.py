@@ -3,8 +3,6 @@ path: these are called by people and by ``llamasc ps``/``kill``, not per token."
 
 from __future__ import annotations
 
-import datetime as dt
-import enum
 import re
 import time
 from collections.abc import Sequence
@@ -16,12 +14,12 @@ from starlette.routing import Route
 
 from llamasc import __version__
 from llamasc.errors import RequestError
+from llamasc.pool.child import sidecar_dict
 from llamasc.process.rpc import RpcWorker, rpc_workers, worker_status
 from llamasc.server._types import SidecarInfoLike
 from llamasc.server.models import (
     list_models,
     load_model,
-    memory_json,
     router_props,
     unload_model,
 )
@@ -31,31 +29,9 @@ _HASH_PREFIX = re.compile(r"[0-9a-f]{8,64}")
 _MAX_LOG_LINES = 10000
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, dt.datetime):
-        return value.timestamp()
-    return value
-
-
 def sidecar_json(info: SidecarInfoLike) -> dict[str, Any]:
-    """One sidecar as JSON (times are Unix seconds)."""
-    return {
-        "hash": info.hash,
-        "model": info.model,
-        "flags": list(info.flags),
-        "port": info.port,
-        "pid": info.pid,
-        "state": _plain(info.state),
-        "started": _plain(info.started),
-        "last_used": _plain(info.last_used),
-        "in_flight": info.in_flight,
-        "requests_served": info.requests_served,
-        "last_timings": dict(info.last_timings) if info.last_timings else None,
-        "memory": memory_json(info),
-        "rpc_workers": [w.address for w in rpc_workers(info.flags)],
-    }
+    """One sidecar as JSON: :func:`llamasc.pool.child.sidecar_dict`, the one serialisation."""
+    return sidecar_dict(info)
 
 
 def _truthy(value: str | None) -> bool:

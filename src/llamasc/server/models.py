@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse
 
 from llamasc.config.swapfields import ModelSwapFields
 from llamasc.errors import LlamascError, RequestError, UnknownModelError
+from llamasc.pool.child import sidecar_dict
 from llamasc.server._request import header_text
 from llamasc.server._types import SidecarInfoLike
 from llamasc.server.model_meta import model_meta_json
@@ -32,14 +33,6 @@ from llamasc.server.state import DaemonState
 log = logging.getLogger(__name__)
 
 _STATUS = {"ready": "loaded", "starting": "loading"}
-
-
-def memory_json(info: SidecarInfoLike) -> dict[str, Any]:
-    """Projected (before the start) and measured (once ready) bytes per device (issue 12)."""
-    return {
-        "projected": getattr(info, "memory_projected", None),
-        "measured": getattr(info, "memory_measured", None),
-    }
 
 
 def _tags_of(args: Sequence[str]) -> list[str]:
@@ -81,7 +74,7 @@ def model_entry(
                 "state": str(i.state),
                 "port": i.port,
                 "flags": list(i.flags),
-                "memory": memory_json(i),
+                "memory": sidecar_dict(i)["memory"],
             }
             for i in infos
         ],
