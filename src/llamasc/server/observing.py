@@ -158,7 +158,8 @@ class Observing:
             # its shutdown for the whole grace period.
             while not sub.closed and not self.state.draining:
                 try:
-                    events = await asyncio.wait_for(sub.get(), DRAIN_CHECK)
+                    async with asyncio.timeout(DRAIN_CHECK):  # not wait_for: see upstream_conn
+                        events = await sub.get()
                 except TimeoutError:
                     quiet += DRAIN_CHECK
                     if quiet >= PING_EVERY:

@@ -120,9 +120,9 @@ class Upstream:
             return Connection(timeouts, self._lost)
 
         try:
-            _, conn = await asyncio.wait_for(
-                loop.create_connection(factory, self.host, self.port), timeouts.connect
-            )
+            # asyncio.timeout: 3.11's wait_for can swallow a cancellation (and leak the socket)
+            async with asyncio.timeout(timeouts.connect):
+                _, conn = await loop.create_connection(factory, self.host, self.port)
         except TimeoutError:
             raise UpstreamTimeout(
                 f"connecting to {self.host}:{self.port} timed out after {timeouts.connect:g} s"

@@ -286,8 +286,12 @@ class Connection(asyncio.Protocol):
         if timeout is None:
             await fut
             return
+        # asyncio.timeout, not wait_for: on Python 3.11, wait_for swallows a cancellation
+        # that arrives as the future completes (the next chunk of a stream), so a client
+        # that left was not noticed and llama-server kept generating for nobody
         try:
-            await asyncio.wait_for(fut, timeout)
+            async with asyncio.timeout(timeout):
+                await fut
         except TimeoutError:
             raise UpstreamTimeout(f"timed out after {timeout:g} s {what}") from None
 
