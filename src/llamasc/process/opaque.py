@@ -27,12 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from llamasc.errors import ReadinessTimeoutError, SpawnError
+from llamasc.errors import SpawnError
 from llamasc.process._control import platform_control
 from llamasc.process._health import probe_health
-from llamasc.process._output import meaningful_line
 from llamasc.process.environment import scrubbed_env
-from llamasc.process.server import TAIL_IN_ERRORS, LlamaServer, describe_exit
+from llamasc.process.server import LlamaServer
 from llamasc.process.spec import LaunchSpec
 
 log = logging.getLogger(__name__)
@@ -172,23 +171,13 @@ class OpaqueBackend(LlamaServer):
         h, port, path = target
         return await probe_health(h, port, timeout, path) == 200
 
-    async def _spawn_error(self) -> SpawnError:
-        await self._drained()
-        rc = self.returncode
-        line = meaningful_line(self.tail(self.spec.ring_lines)) or "(no output)"
-        return SpawnError(
-            f"{self.opaque.model_id}'s cmd {describe_exit(rc)} before it was ready: {line}",
-            exit_code=rc,
-            stderr_tail=self.tail(TAIL_IN_ERRORS),
-        )
+    def _exited_words(self, exit_text: str) -> str:
+        return f"{self.opaque.model_id}'s cmd {exit_text}"
 
-    def _timeout_error(self, ready_timeout: float) -> ReadinessTimeoutError:
-        last = meaningful_line(self.tail(TAIL_IN_ERRORS)) or "(no output)"
-        return ReadinessTimeoutError(
+    def _not_ready_words(self, ready_timeout: float) -> str:
+        return (
             f"{self.opaque.model_id} at {self.base_url} did not answer "
-            f"{self.opaque.check_endpoint} with 200 within {ready_timeout:g}s; killed it. "
-            f"Last output: {last}",
-            details=self.tail(TAIL_IN_ERRORS),
+            f"{self.opaque.check_endpoint} with 200 within {ready_timeout:g}s"
         )
 
     async def _stop(self, grace: float) -> int | None:

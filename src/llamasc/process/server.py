@@ -310,7 +310,7 @@ class LlamaServer:
         rc = self.returncode
         line = meaningful_line(self.tail(self.spec.ring_lines)) or "(no output)"
         return SpawnError(
-            f"llama-server {describe_exit(rc)} before it was ready: {line}",
+            f"{self._exited_words(describe_exit(rc))} before it was ready: {line}",
             exit_code=rc,
             stderr_tail=self.tail(TAIL_IN_ERRORS),
         )
@@ -318,10 +318,16 @@ class LlamaServer:
     def _timeout_error(self, ready_timeout: float) -> ReadinessTimeoutError:
         last = meaningful_line(self.tail(TAIL_IN_ERRORS)) or "(no output)"
         return ReadinessTimeoutError(
-            f"llama-server on port {self.port} was not ready after {ready_timeout:g}s; "
-            f"killed it. Last output: {last}",
+            f"{self._not_ready_words(ready_timeout)}; killed it. Last output: {last}",
             details=self.tail(TAIL_IN_ERRORS),
         )
+
+    # the words of the two start errors: what runs, and what "not ready" means for it
+    def _exited_words(self, exit_text: str) -> str:
+        return f"llama-server {exit_text}"
+
+    def _not_ready_words(self, ready_timeout: float) -> str:
+        return f"llama-server on port {self.port} was not ready after {ready_timeout:g}s"
 
     def _kill_now(self, why: str) -> None:
         if self.returncode is None:
