@@ -315,3 +315,16 @@ async def test_props_are_those_of_the_models_sidecar(
     async with httpx.AsyncClient(transport=transport, base_url="http://llamasc") as c:
         assert (await c.get("/props")).status_code == 200
     assert one.leases == [("solo", ())]
+
+
+async def test_the_lifespan_is_the_daemon_s_one_start_path(
+    make_app: AppFactory, fake_pool: FakePool
+) -> None:
+    """Under any ASGI server with lifespan, the app starts the pool and stops it on the way
+    out: the same ``DaemonState.running`` that ``llamasc serve`` enters itself."""
+    app = make_app()
+    async with app.router.lifespan_context(app):
+        assert fake_pool.started == 1
+        assert not app.llamasc.draining
+    assert fake_pool.closed == 1
+    assert app.llamasc.draining

@@ -8,8 +8,6 @@ microsecond there is paid on every request. Everything else (health, models, sid
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -108,14 +106,6 @@ class LlamascApp(Starlette):
         )
         self._passthrough = Passthrough(state, self._proxy)  # llama-swap's /upstream/...
 
-        @asynccontextmanager
-        async def lifespan(app: Starlette) -> AsyncIterator[None]:
-            await state.startup()
-            try:
-                yield
-            finally:
-                await state.shutdown()
-
         super().__init__(
             routes=[
                 *Admin(state).routes(),
@@ -128,7 +118,7 @@ class LlamascApp(Starlette):
                 HTTPException: _on_http_exception,
                 Exception: _on_unexpected,
             },
-            lifespan=lifespan,
+            lifespan=lambda app: state.running(),
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

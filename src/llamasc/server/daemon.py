@@ -403,16 +403,18 @@ class Daemon:
         hooks = install_reload_hooks(self)
         watcher = None
         try:
-            await self.app.llamasc.startup()  # before serving: a failure is one clear error
-            watcher = _start_model_rescans(self.app.llamasc)
-            await self.server.serve(sockets=self.socks)
+            # before serving (lifespan is off): a failed start is one clear error
+            async with self.app.llamasc.running():
+                try:
+                    watcher = _start_model_rescans(self.app.llamasc)
+                    await self.server.serve(sockets=self.socks)
+                finally:
+                    if watcher is not None:
+                        watcher.cancel()
+                    for task in hooks:
+                        task.cancel()
+                    await self.reloader.settle()
         finally:
-            if watcher is not None:
-                watcher.cancel()
-            for task in hooks:
-                task.cancel()
-            await self.reloader.settle()
-            await self.app.llamasc.shutdown()
             for sock in self.socks:
                 sock.close()
 

@@ -7,6 +7,7 @@ import contextlib
 import hmac
 import logging
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -158,6 +159,17 @@ class DaemonState:
 
     def uptime(self) -> float:
         return time.monotonic() - self._started_mono
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """The one start path: the pool (and observer) run inside, and everything is stopped
+        on the way out, however it ends. The app's lifespan is this, and ``Daemon.serve``
+        enters it itself before serving so that a failed start is one clear error."""
+        try:
+            await self.startup()
+            yield
+        finally:
+            await self.shutdown()
 
     async def startup(self) -> None:
         """Start the pool once (reaps leftovers of an earlier daemon)."""
