@@ -14,8 +14,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from llamasc.errors import UpstreamError
-from llamasc.pool.upstream import Upstream
 from llamasc.process.launcher import Launcher
 from llamasc.process.launcher import ServerHandle as ChildHandle
 from llamasc.process.rpc import rpc_workers
@@ -39,9 +37,6 @@ class Child:
     requests_served: int = 0
     last_timings: dict[str, Any] | None = None
     memory_measured: dict[str, int] | None = None
-    # its keep-alive connections: opened once it is ready, retired when it starts stopping,
-    # closed when it is gone (this child's, so nobody has to sweep them)
-    upstream: Upstream | None = None
     start_task: asyncio.Task[None] | None = None
     gone: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -140,14 +135,6 @@ class Lease:
     @property
     def child(self) -> Child:
         return self._child
-
-    @property
-    def upstream(self) -> Upstream:
-        """The sidecar's own connections (a lease is granted only to a ready sidecar)."""
-        up = self._child.upstream
-        if up is None:
-            raise UpstreamError(f"sidecar {self.key[:12]} for {self.model_id!r} is not ready")
-        return up
 
     def record(self, timings: dict[str, Any] | None) -> None:
         """Remember the ``timings`` of the last answer, shown by ``llamasc ps``."""

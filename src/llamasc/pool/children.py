@@ -23,7 +23,6 @@ from llamasc.pool.child import Child, ChildHandle, Launcher
 from llamasc.pool.config import PoolConfig
 from llamasc.pool.ports import PortAllocator
 from llamasc.pool.slotcache import SlotCache, SlotReport
-from llamasc.pool.upstream import Upstream
 from llamasc.process.opaque import OpaqueBackend, OpaqueSpec
 from llamasc.process.ports import retry_lost_port
 from llamasc.process.rpc import check_workers, probe, rpc_workers
@@ -222,7 +221,6 @@ class Children:
             if report.slots or report.failed:
                 self.last_restore[key] = report
         child.handle = handle
-        child.upstream = Upstream(handle.base_url, self.config.upstream_timeouts)
         child.ready_at = time.time()
         if self._state_file is not None:
             from llamasc.process.reaper import ChildRecord
@@ -249,13 +247,6 @@ class Children:
             return
         child.stopping = True
         child.stop_reason = child.stop_reason or reason
-        if child.upstream is not None:
-            # at shutdown every connection goes now (requests in flight had their grace);
-            # otherwise idle ones now, busy ones after their answer
-            if reason == "shutdown":
-                child.upstream.close()
-            else:
-                child.upstream.retire()
         log.info("stopping %s for %s (%s)", key[:12], child.model_id, child.stop_reason)
         if child.handle is None:
             if child.start_task is not None:
@@ -310,8 +301,6 @@ class Children:
             self._state_file.remove(child.handle.pid)
         if self._by_key.get(child.key) is child:
             del self._by_key[child.key]
-        if child.upstream is not None:
-            child.upstream.close()
         child.gone.set()
         self._events.sidecar_state(child, "exited" if failed is None else "failed", failed)
         if failed is not None:

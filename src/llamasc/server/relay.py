@@ -31,12 +31,6 @@ from llamasc.errors import (
     UpstreamError,
     UpstreamTimeoutError,
 )
-from llamasc.pool.upstream_conn import (
-    Connection,
-    UpstreamConnectError,
-    UpstreamIOError,
-    UpstreamTimeout,
-)
 from llamasc.process.rpc import check_workers, rpc_workers
 from llamasc.server._request import header_text, read_body
 from llamasc.server._types import LeaseLike
@@ -52,6 +46,12 @@ from llamasc.server.guard import INTERNAL_MESSAGE
 from llamasc.server.loading import LoadingStream, wants_loading_state
 from llamasc.server.routes import SLOT_ACTION, Route
 from llamasc.server.state import DaemonState
+from llamasc.server.upstream_conn import (
+    Connection,
+    UpstreamConnectError,
+    UpstreamIOError,
+    UpstreamTimeout,
+)
 
 log = logging.getLogger(__name__)
 
@@ -331,7 +331,7 @@ class Proxy:
         fwd: list[tuple[bytes, bytes]],
         call: _Call,
     ) -> None:
-        up = lease.upstream  # the sidecar's own keep-alive connections
+        up = self.state.upstreams.for_lease(lease)
         fwd.append((b"content-length", b"%d" % len(body)))
         where = f"llama-server for {lease.model_id!r} on port {lease.port}"
         try:
