@@ -135,7 +135,7 @@ class OpaqueBackend(LlamaServer):
 
     # --- what differs from llama-server --------------------------------------------------
 
-    def _target(self) -> tuple[str, int, str] | None:
+    def _probe_target(self) -> tuple[str, int, str] | None:
         """(host, port, path) of the check endpoint, or None for ``none``."""
         path = self.opaque.check_endpoint
         if path.strip().lower() == "none":
@@ -144,28 +144,13 @@ class OpaqueBackend(LlamaServer):
         port = url.port or (443 if url.scheme == "https" else 80)
         return url.hostname or "127.0.0.1", port, path if path.startswith("/") else "/" + path
 
-    async def _probe_unless_exit(self, limit: float) -> int | None:
-        target = self._target()
-        if target is None:
-            return 200 if self.returncode is None else None
-        h, port, path = target
-        probe = asyncio.ensure_future(probe_health(h, port, limit, path))
-        exit_wait = asyncio.ensure_future(self._exited.wait())
-        try:
-            await asyncio.wait({probe, exit_wait}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            exit_wait.cancel()
-            if not probe.done():
-                probe.cancel()
-        return probe.result() if probe.done() and not probe.cancelled() else None
-
     def _owns_port(self) -> bool:
         return True  # a container or a wrapper may answer for it: the check endpoint decides
 
     async def check_health(self, timeout: float = 2.0) -> bool:  # noqa: ASYNC109 (pool API)
         if self.returncode is not None:
             return False
-        target = self._target()
+        target = self._probe_target()
         if target is None:
             return True
         h, port, path = target

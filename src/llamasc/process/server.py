@@ -284,13 +284,21 @@ class LlamaServer:
             "%sready in %.2fs (pid %d)", self._prefix, self.ready_at - self.started_at, self.pid
         )
 
+    def _probe_target(self) -> tuple[str, int, str] | None:
+        """(host, port, path) that readiness probes; None: nothing to probe, running is ready."""
+        return self.spec.connect_host, self.port, "/health"
+
     async def _probe_unless_exit(self, limit: float) -> int | None:
-        """One /health probe, abandoned as soon as the child exits.
+        """One readiness probe (``GET /health``), abandoned as soon as the child exits.
 
         A port squatter that accepts but never answers would otherwise delay the report
         of our child's bind failure by the whole probe timeout.
         """
-        probe = asyncio.ensure_future(probe_health(self.spec.connect_host, self.port, limit))
+        target = self._probe_target()
+        if target is None:
+            return 200 if self.returncode is None else None
+        host, port, path = target
+        probe = asyncio.ensure_future(probe_health(host, port, limit, path))
         exit_wait = asyncio.ensure_future(self._exited.wait())
         try:
             await asyncio.wait({probe, exit_wait}, return_when=asyncio.FIRST_COMPLETED)
