@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +92,45 @@ def daemon_factory(
         values.update({k: v for k, v in cli.items()})
         settings = settings_from_sources(env={}, cli=values, file_data=file_data)
         d = ThreadDaemon(settings)
+        started.append(d)
+        return d
+
+    yield make
+    for d in started:
+        if d.thread.is_alive():
+            d.stop()
+
+
+RealDaemonFactory = Callable[..., ThreadDaemon]
+
+
+@pytest.fixture
+def real_daemon(
+    tmp_path: Path, llama_server_bin: Path, smollm2_path: Path, isolated_env: Path
+) -> Iterator[RealDaemonFactory]:
+    """Start daemons over the real llama-server: ``models`` (id -> GGUF, default SmolLM2 as
+    ``smol``), the native config ``file`` and CLI ``values``; stopped at teardown."""
+    started: list[ThreadDaemon] = []
+
+    def make(
+        models: dict[str, Path] | None = None, file: dict[str, Any] | None = None, **cli: Any
+    ) -> ThreadDaemon:
+        model_map = tmp_path / "models.json"
+        model_map.write_text(
+            json.dumps({k: str(v) for k, v in (models or {"smol": smollm2_path}).items()})
+        )
+        lo, hi = free_port_range()
+        values: dict[str, Any] = {
+            "llama_server_bin": str(llama_server_bin),
+            "model_map_file": str(model_map),
+            "bind": "127.0.0.1:0",
+            "port_range": f"{lo}-{hi}",
+            "base_args": '["-c", "512", "-np", "1", "-t", "2"]',
+            "home": str(tmp_path / "home"),
+            "health_timeout": "120",
+            **cli,
+        }
+        d = ThreadDaemon(settings_from_sources(env={}, cli=values, file_data=file))
         started.append(d)
         return d
 

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from server_fakes import ThreadDaemon, free_port_range
-
-from llamasc.config.settings import settings_from_sources
+from server_fakes import ThreadDaemon
 
 pytestmark = pytest.mark.real
 
@@ -19,34 +17,15 @@ Factory = Callable[..., ThreadDaemon]
 
 
 @pytest.fixture
-def daemon(
-    tmp_path: Path, llama_server_bin: Path, smollm2_path: Path, isolated_env: Path
-) -> Iterator[Factory]:
-    started: list[ThreadDaemon] = []
+def daemon(real_daemon: Factory, tmp_path: Path, smollm2_path: Path) -> Factory:
+    """Daemons serving SmolLM2 as ``smol`` and a GGUF that fails to load as ``broken``."""
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\0" * 64)
 
     def make(file: dict[str, Any]) -> ThreadDaemon:
-        broken = tmp_path / "broken.gguf"
-        broken.write_bytes(b"GGUF" + b"\0" * 64)
-        model_map = tmp_path / "models.json"
-        model_map.write_text(json.dumps({"smol": str(smollm2_path), "broken": str(broken)}))
-        lo, hi = free_port_range()
-        values = {
-            "llama_server_bin": str(llama_server_bin),
-            "model_map_file": str(model_map),
-            "bind": "127.0.0.1:0",
-            "port_range": f"{lo}-{hi}",
-            "base_args": '["-c", "512", "-np", "1", "-t", "2"]',
-            "home": str(tmp_path / "home"),
-            "health_timeout": "120",
-        }
-        d = ThreadDaemon(settings_from_sources(env={}, cli=values, file_data=file))
-        started.append(d)
-        return d
+        return real_daemon({"smol": smollm2_path, "broken": broken}, file)
 
-    yield make
-    for d in started:
-        if d.thread.is_alive():
-            d.stop()
+    return make
 
 
 def _stream(d: ThreadDaemon, model: str) -> tuple[int, list[Any]]:

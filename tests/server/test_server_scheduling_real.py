@@ -6,55 +6,18 @@ client and an operator observe them over HTTP.
 
 from __future__ import annotations
 
-import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from server_fakes import ThreadDaemon, free_port_range, wait_until
-
-from llamasc.config.settings import settings_from_sources
+from server_fakes import ThreadDaemon, wait_until
 
 pytestmark = pytest.mark.real
 
-Factory = Callable[..., ThreadDaemon]
-
-
-@pytest.fixture
-def sched_daemon(
-    tmp_path: Path, llama_server_bin: Path, smollm2_path: Path, isolated_env: Path
-) -> Iterator[Factory]:
-    started: list[ThreadDaemon] = []
-
-    def make(
-        models: dict[str, Path] | None = None, file: dict[str, Any] | None = None, **cli: Any
-    ) -> ThreadDaemon:
-        model_map = tmp_path / "models.json"
-        model_map.write_text(
-            json.dumps({k: str(v) for k, v in (models or {"smol": smollm2_path}).items()})
-        )
-        lo, hi = free_port_range()
-        values: dict[str, Any] = {
-            "llama_server_bin": str(llama_server_bin),
-            "model_map_file": str(model_map),
-            "bind": "127.0.0.1:0",
-            "port_range": f"{lo}-{hi}",
-            "base_args": '["-c", "512", "-np", "1", "-t", "2"]',
-            "home": str(tmp_path / "home"),
-            "health_timeout": "120",
-            **cli,
-        }
-        d = ThreadDaemon(settings_from_sources(env={}, cli=values, file_data=file))
-        started.append(d)
-        return d
-
-    yield make
-    for d in started:
-        if d.thread.is_alive():
-            d.stop()
+Factory = Callable[..., ThreadDaemon]  # the real_daemon fixture (conftest)
 
 
 def _chat(model: str, max_tokens: int = 4, **extra: Any) -> dict[str, Any]:
@@ -71,26 +34,26 @@ def _post(d: ThreadDaemon, body: dict[str, Any], timeout: float = 180) -> httpx.
     return httpx.post(d.url + "/v1/chat/completions", json=body, timeout=timeout)
 
 
-def test_ttl_stops_an_idle_sidecar(sched_daemon: Factory) -> None:
-    d = sched_daemon(ttl="1")
+def test_ttl_stops_an_idle_sidecar(real_daemon: Factory) -> None:
+    d = real_daemon(ttl="1")
     assert _post(d, _chat("smol")).status_code == 200
     [sc] = d.sidecars()
     assert sc["state"] == "ready"
     wait_until(lambda: not d.sidecars(), 60, "the idle sidecar to be stopped by its TTL")
 
 
-def test_a_per_model_ttl_overrides_the_default(sched_daemon: Factory) -> None:
-    d = sched_daemon(ttl="0", file={"models": {"smol": {"ttl": 1}}})
+def test_a_per_model_ttl_overrides_the_default(real_daemon: Factory) -> None:
+    d = real_daemon(ttl="0", file={"models": {"smol": {"ttl": 1}}})
     assert _post(d, _chat("smol")).status_code == 200
     wait_until(lambda: not d.sidecars(), 60, "the per-model TTL to stop the sidecar")
 
 
 def test_preload_starts_models_in_the_background_and_a_failed_one_is_only_logged(
-    sched_daemon: Factory, smollm2_path: Path, tmp_path: Path
+    real_daemon: Factory, smollm2_path: Path, tmp_path: Path
 ) -> None:
     broken = tmp_path / "broken.gguf"
     broken.write_bytes(b"not a gguf at all")
-    d = sched_daemon(
+    d = real_daemon(
         models={"smol": smollm2_path, "broken": broken}, preload="broken,smol", memory_budget=""
     )
     # the daemon serves at once, before anything is loaded
@@ -107,11 +70,11 @@ def test_preload_starts_models_in_the_background_and_a_failed_one_is_only_logged
 
 
 def test_memory_budget_for_one_model_swaps_even_with_two_slots(
-    sched_daemon: Factory, smollm2_path: Path, gemma_path: Path
+    real_daemon: Factory, smollm2_path: Path, gemma_path: Path
 ) -> None:
     # at -c 512 SmolLM2 projects ~0.2 GiB and Gemma ~0.75 GiB: 0.9 GiB holds one, not both
     models = {"smol": smollm2_path, "gemma": gemma_path}
-    d = sched_daemon(models=models, max_sidecars="2", memory_budget="host=900MiB")
+    d = real_daemon(models=models, max_sidecars="2", memory_budget="host=900MiB")
     for model in ("smol", "gemma", "smol"):
         r = _post(d, _chat(model))
         assert r.status_code == 200, r.text
@@ -125,19 +88,19 @@ def test_memory_budget_for_one_model_swaps_even_with_two_slots(
 
 
 def test_a_budget_that_holds_both_keeps_both(
-    sched_daemon: Factory, smollm2_path: Path, gemma_path: Path
+    real_daemon: Factory, smollm2_path: Path, gemma_path: Path
 ) -> None:
     models = {"smol": smollm2_path, "gemma": gemma_path}
-    d = sched_daemon(models=models, max_sidecars="2", memory_budget="host=4GiB")
+    d = real_daemon(models=models, max_sidecars="2", memory_budget="host=4GiB")
     for model in ("smol", "gemma", "smol"):
         assert _post(d, _chat(model)).status_code == 200
     assert sorted(s["model"] for s in d.sidecars()) == ["gemma", "smol"]
 
 
 def test_a_model_that_cannot_fit_is_refused_with_503_insufficient_memory(
-    sched_daemon: Factory,
+    real_daemon: Factory,
 ) -> None:
-    d = sched_daemon(memory_budget="host=64MiB")
+    d = real_daemon(memory_budget="host=64MiB")
     r = _post(d, _chat("smol"))
     assert r.status_code == 503
     err = r.json()["error"]
@@ -148,8 +111,8 @@ def test_a_model_that_cannot_fit_is_refused_with_503_insufficient_memory(
     assert d.sidecars() == []  # nothing was started
 
 
-def test_concurrency_limit_answers_429_with_retry_after(sched_daemon: Factory) -> None:
-    d = sched_daemon(queue_timeout="1", file={"models": {"smol": {"concurrency": 1}}})
+def test_concurrency_limit_answers_429_with_retry_after(real_daemon: Factory) -> None:
+    d = real_daemon(queue_timeout="1", file={"models": {"smol": {"concurrency": 1}}})
     assert _post(d, _chat("smol")).status_code == 200  # loaded
     first_chunk = threading.Event()
     done: list[int] = []
