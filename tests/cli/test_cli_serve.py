@@ -159,7 +159,9 @@ def test_sigterm_lets_in_flight_requests_finish(
             while time.monotonic() < deadline:
                 try:
                     httpx.get(s.url + "/health", timeout=2)
-                except httpx.ConnectError:
+                except (httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError):
+                    # refused, or reset: a connect that raced the listener's close was still
+                    # queued in the kernel's backlog and is dropped with it
                     break
             else:
                 raise AssertionError("the daemon kept accepting connections after SIGTERM")

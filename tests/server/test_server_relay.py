@@ -29,10 +29,25 @@ _OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\
 )
 
 
+def _event(kind: str, data: dict[str, Any]) -> bytes:
+    return b"event: %s\ndata: %s\n\n" % (kind.encode(), json.dumps(data).encode())
+
+
+_MESSAGES = (
+    _event("message_start", {"type": "message_start", "message": {"id": "msg_up"}}),
+    _event("content_block_start", {"type": "content_block_start", "index": 0}),
+    _event("content_block_delta", {"type": "content_block_delta", "index": 0}),
+    _event("content_block_stop", {"type": "content_block_stop", "index": 0}),
+    _event("message_stop", {"type": "message_stop"}),
+)
+
+
 class Scripted:
     """An upstream whose ``n``-th request on each connection gets ``script[n]``:
     "ok", "drop" (read the request, close without answering), "short" (promise 100
-    bytes, send 10, close), "sse-cut" (two SSE events, then close mid-stream) or "hang"
+    bytes, send 10, close), "sse-cut" (two SSE events, then close mid-stream), "messages"
+    and "messages-no-start" (an Anthropic Messages stream, with and without its opening
+    ``message_start``, as llama-server sometimes sends it) or "hang"
     (never answer; ``hung_up`` is set once the relay closes the connection)."""
 
     def __init__(self, script: list[str]) -> None:
@@ -64,6 +79,20 @@ class Scripted:
                     break
                 if action == "short":
                     writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
+                elif action in ("messages", "messages-no-start"):
+                    writer.write(
+                        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                        b"Transfer-Encoding: chunked\r\n\r\n"
+                    )
+                    events = _MESSAGES if action == "messages" else _MESSAGES[1:]
+                    stream = b"".join(events)
+                    # in pieces that split the first event, as a network may
+                    for piece in (stream[:7], stream[7:40], stream[40:]):
+                        writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                        await writer.drain()
+                    writer.write(b"0\r\n\r\n")
+                    await writer.drain()
+                    continue
                 elif action == "sse-cut":
                     writer.write(
                         b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
@@ -144,6 +173,52 @@ async def test_sse_cut_short_ends_with_an_error_event(make_app: AppFactory) -> N
     assert [json.loads(e) for e in events[:2]] == [{"n": 1}, {"n": 2}]
     assert json.loads(events[2])["error"]["source"] == "upstream"
     assert len(events) == 3  # no [DONE]
+
+
+async def test_messages_stream_without_message_start_gets_one(make_app: AppFactory) -> None:
+    body = {"model": "m1", "max_tokens": 8, "stream": True,
+            "messages": [{"role": "user", "content": "hi"}]}  # fmt: skip
+    up = Scripted(["messages", "messages-no-start"])
+    async with up as url:
+        app = make_app(FakePool(url, ["m1"]))
+        async with await _client(app) as c:
+            whole = await c.post("/v1/messages", json=body)
+            fixed = await c.post("/v1/messages", json=body)
+            as_chat = await c.post("/v1/chat/completions", json=chat("m1"))
+    assert whole.content == b"".join(_MESSAGES)  # an intact stream passes byte for byte
+    assert fixed.status_code == 200
+    assert fixed.content.endswith(b"".join(_MESSAGES[1:]))
+    first, _, _ = fixed.content.partition(b"\n\n")
+    kind, data = first.split(b"\n")
+    assert kind == b"event: message_start"
+    start = json.loads(data[6:])
+    assert start["type"] == "message_start"
+    assert start["message"]["model"] == "m1"
+    assert start["message"]["role"] == "assistant"
+    assert start["message"]["content"] == []
+    assert as_chat.status_code == 200  # other routes are not touched
+
+
+@pytest.mark.parametrize(
+    ("stream", "opened"),
+    [
+        (b"", False),
+        (b'event: error\ndata: {"type":"error"}\n\n', False),
+        (b'data: {"type":"message_start"}\n\n', False),
+        (b'data: {"type":"ping"}\n\ndata: {"type":"message_start"}\n\n', False),
+        (b'data: {"type":"message_stop"}\n\n', True),
+        (b"event: content_block_start\ndata: {}\n\n", True),
+        (b"event: content_block_sta", False),  # cut short: flushed as it is at the close
+    ],
+)
+def test_message_start_opens_only_streams_that_lack_it(stream: bytes, opened: bool) -> None:
+    from llamasc.server.messages import MessageStart
+
+    fix = MessageStart("m1")
+    out = b"".join(fix.feed(stream[i : i + 3]) for i in range(0, len(stream), 3)) + fix.flush()
+    assert out.endswith(stream)
+    assert out.startswith(b"event: message_start\n") is opened
+    assert fix.feed(b"later") == b"later"
 
 
 @pytest.fixture

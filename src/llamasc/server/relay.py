@@ -44,6 +44,7 @@ from llamasc.server.dispatch import (
 from llamasc.server.envelope import MethodNotAllowedError, send_error, sse_error_event
 from llamasc.server.guard import INTERNAL_MESSAGE
 from llamasc.server.loading import LoadingStream, wants_loading_state
+from llamasc.server.messages import MESSAGES_PATH, MessageStart
 from llamasc.server.routes import SLOT_ACTION, Route
 from llamasc.server.state import DaemonState
 from llamasc.server.upstream_conn import (
@@ -248,7 +249,7 @@ class Proxy:
                     rec.leased(lease)
                 await self._forward(
                     send, lease, method=route.method.encode(), target=target, body=body, fwd=fwd,
-                    call=call,
+                    call=call, opens=model if route.path == MESSAGES_PATH else None,
                 )  # fmt: skip
         except asyncio.CancelledError:
             if call.client_gone and call.task is not None:
@@ -330,7 +331,11 @@ class Proxy:
         body: bytes,
         fwd: list[tuple[bytes, bytes]],
         call: _Call,
+        opens: str | None = None,
     ) -> None:
+        """Send one request to the lease's llama-server and relay its answer; ``opens``: the
+        model of an Anthropic Messages request (its stream must open with ``message_start``,
+        see :mod:`llamasc.server.messages`)."""
         up = self.state.upstreams.for_lease(lease)
         fwd.append((b"content-length", b"%d" % len(body)))
         where = f"llama-server for {lease.model_id!r} on port {lease.port}"
@@ -346,12 +351,19 @@ class Proxy:
             err = UpstreamError(f"{where} closed the connection without answering: {exc}")
             raise await _cause(lease, where, err) from None
         try:
-            await self._relay(conn, send, where, lease, call)
+            await self._relay(conn, send, where, lease, call, opens=opens)
         finally:
             conn.release()
 
     async def _relay(
-        self, conn: Connection, send: Send, where: str, lease: LeaseLike, call: _Call
+        self,
+        conn: Connection,
+        send: Send,
+        where: str,
+        lease: LeaseLike,
+        call: _Call,
+        *,
+        opens: str | None,
     ) -> None:
         headers: list[tuple[bytes, bytes]] = []
         sse = False
@@ -368,13 +380,17 @@ class Proxy:
         call.started = True
         before = b""
         last = b""
+        start = MessageStart(opens) if sse and opens is not None and conn.status == 200 else None
         try:
             if sse:
                 while chunk := await conn.read():
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    out = chunk if start is None else start.feed(chunk)
+                    if out:
+                        await send({"type": "http.response.body", "body": out, "more_body": True})
                     before, last = last, chunk
                 call.done = True
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                held = b"" if start is None else start.flush()
+                await send({"type": "http.response.body", "body": held, "more_body": False})
             else:
                 # One chunk of look-ahead: the usual one-chunk JSON body goes out in one message.
                 while chunk := await conn.read():
@@ -395,9 +411,9 @@ class Proxy:
             if not sse:
                 raise _AbortConnection(str(err)) from None
             call.done = True
-            await send(
-                {"type": "http.response.body", "body": sse_error_event(err), "more_body": False}
-            )
+            held = b"" if start is None else start.flush()
+            body = held + sse_error_event(err)
+            await send({"type": "http.response.body", "body": body, "more_body": False})
             return
         if conn.status == 200 and last:
             timings = find_timings(before, last)
