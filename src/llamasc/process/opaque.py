@@ -20,18 +20,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import subprocess
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from llamasc.errors import SpawnError
 from llamasc.process._control import platform_control
 from llamasc.process._health import probe_health
 from llamasc.process.environment import scrubbed_env
-from llamasc.process.server import LlamaServer
+from llamasc.process.server import LlamaServer, _open_log_file, _spawn
 from llamasc.process.spec import LaunchSpec
 
 log = logging.getLogger(__name__)
@@ -100,37 +98,13 @@ class OpaqueBackend(LlamaServer):
         )
         env = scrubbed_env(spec.env)
         control = platform_control()
-        log_fh = None
-        if spec.log_file is not None:
-            try:
-                spec.log_file.parent.mkdir(parents=True, exist_ok=True)
-                log_fh = spec.log_file.open("a", encoding="utf-8", errors="replace")
-                log_fh.write(f"# {' '.join(argv)}\n")
-            except OSError as exc:
-                log.warning("cannot open the log file %s: %s", spec.log_file, exc)
-        try:
-            proc = subprocess.Popen(argv, env=env, **control.popen_kwargs())  # noqa: ASYNC220
-        except OSError as exc:
-            if log_fh is not None:
-                log_fh.close()
-            raise SpawnError(
-                f"cannot run {spec.model_id}'s cmd {argv[0]}: {exc.strerror or exc}"
-            ) from exc
+        log_fh = _open_log_file(shim, argv)
+        proc = _spawn(argv, env, control, log_fh, f"{spec.model_id}'s cmd")
         backend = cls(shim, argv, proc, control, loop)
         backend.opaque = spec
         backend.base_url = spec.base_url
         backend._begin(log_fh, None)
-        try:
-            await backend._await_ready(ready_timeout)
-        except asyncio.CancelledError:
-            backend._kill_now("start was cancelled")
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(backend._wait_exit(10.0))
-            raise
-        except BaseException as exc:
-            backend._kill_now(f"start failed ({type(exc).__name__})")
-            await backend._wait_exit(10.0)
-            raise
+        await backend._ready_or_killed(ready_timeout)
         return backend
 
     # --- what differs from llama-server --------------------------------------------------

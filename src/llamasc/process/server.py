@@ -19,7 +19,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import IO
 
 import psutil
@@ -55,6 +55,25 @@ def _open_log_file(spec: LaunchSpec, argv: list[str]) -> IO[str] | None:
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
     fh.write(f"--- llamasc {stamp}: starting {' '.join(argv)}\n")
     return fh
+
+
+def _spawn(
+    argv: list[str],
+    env: Mapping[str, str],
+    control: ChildControl,
+    log_fh: IO[str] | None,
+    what: str,
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` under ``control`` (no-orphan setup); an OSError is a SpawnError naming
+    ``what`` (and closes ``log_fh``, which nobody else would)."""
+    try:
+        # Blocking, on purpose: fork+exec takes a millisecond, and on Linux the child's
+        # parent-death signal belongs to the spawning thread, which must be this one.
+        return subprocess.Popen(argv, env=env, **control.popen_kwargs())
+    except OSError as exc:
+        if log_fh is not None:
+            log_fh.close()
+        raise SpawnError(f"cannot run {what} {argv[0]}: {exc.strerror or exc}") from exc
 
 
 def describe_exit(rc: int | None) -> str:
@@ -137,32 +156,29 @@ class LlamaServer:
         warn_system_config()
         log_fh = _open_log_file(spec, argv)
         control = platform_control()
-        try:
-            # Blocking, on purpose: fork+exec takes a millisecond, and on Linux the child's
-            # parent-death signal belongs to the spawning thread, which must be this one.
-            proc = subprocess.Popen(argv, env=env, **control.popen_kwargs())  # noqa: ASYNC220
-        except OSError as exc:
-            if log_fh is not None:
-                log_fh.close()
-            reason = exc.strerror or str(exc)
-            raise SpawnError(f"cannot run llama-server {argv[0]}: {reason}") from exc
+        proc = _spawn(argv, env, control, log_fh, "llama-server")
         server = cls(spec, argv, proc, control, loop)
         server._begin(log_fh, on_line)
+        await server._ready_or_killed(ready_timeout)
+        return server
+
+    async def _ready_or_killed(self, ready_timeout: float) -> None:
+        """Wait for readiness (:meth:`_await_ready`); on any failure or a cancel, kill the
+        child and wait for its reap before raising, so nothing is left running."""
         try:
-            await server._await_ready(ready_timeout)
+            await self._await_ready(ready_timeout)
         except asyncio.CancelledError:
             # Kill first: if we are not allowed to await again (a repeated cancel), the
             # waiter thread still reaps the child. Then wait for the reap, so the caller
             # can hand the port to someone else the moment this raises.
-            server._kill_now("start was cancelled")
+            self._kill_now("start was cancelled")
             with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(server._wait_exit(KILL_WAIT))
+                await asyncio.shield(self._wait_exit(KILL_WAIT))
             raise
         except BaseException as exc:
-            server._kill_now(f"start failed ({type(exc).__name__})")
-            await server._wait_exit(KILL_WAIT)
+            self._kill_now(f"start failed ({type(exc).__name__})")
+            await self._wait_exit(KILL_WAIT)
             raise
-        return server
 
     @property
     def returncode(self) -> int | None:
