@@ -13,6 +13,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Property tests never flake: the same examples on every run (a failure reproduces), no
+# per-example deadline and no "too slow" health check (a busy CI box is slow, not wrong).
+# `pytest --hypothesis-profile=explore` searches afresh with more examples.
+_STEADY = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
+settings.register_profile("steady", derandomize=True, **_STEADY)
+settings.register_profile("explore", max_examples=1000, **_STEADY)
+settings.load_profile("steady")
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE_SERVER = ROOT / "tests" / "fakes" / "fake_llama_server.py"
