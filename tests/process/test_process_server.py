@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -41,7 +42,8 @@ async def test_ready_right_after_the_fake_says_so(fake_spec: MakeSpec) -> None:
         assert fake["pid"] == server.pid
         assert server.returncode is None
         assert await server.check_health()
-        assert any("listening on" in line for line in server.tail())
+        # the output thread may read the line a moment after /health said 200
+        assert wait_until(lambda: any("listening on" in line for line in server.tail()), 10)
         assert server.base_url == f"http://127.0.0.1:{server.port}"
         assert abs(server.create_time - psutil.Process(server.pid).create_time()) < 0.01
         if sys.platform != "win32":
@@ -182,13 +184,19 @@ async def test_child_environment_is_scrubbed(
         await server.stop()
 
 
+def _last_line_ends(server: LlamaServer, text: str) -> bool:
+    last = server.tail(1)
+    return bool(last) and last[0].endswith(text)
+
+
 async def test_ring_buffer_and_log_file(fake_spec: MakeSpec, tmp_path: Path) -> None:
     log_file = tmp_path / "logs" / "sidecar.log"
     spec = fake_spec(ring_lines=3, log_file=log_file)
     for _ in range(2):
         server = await LlamaServer.start(spec)
+        # ready is /health's 200: the output thread may read the lines a moment later
+        assert wait_until(partial(_last_line_ends, server, f"listening on {server.base_url}"), 10)
         assert len(server.tail(50)) == 3
-        assert server.tail(1)[0].endswith(f"listening on http://127.0.0.1:{spec.port}")
         await server.stop()
     text = log_file.read_text(encoding="utf-8")
     assert text.count("--- llamasc ") == 2  # appended, one header per start
