@@ -64,7 +64,7 @@ from llamasc.pool.effects import (
     Reject,
     RejectReason,
     RequestId,
-    Sidecar,
+    SidecarRecord,
     Start,
     Stop,
     StopReason,
@@ -105,7 +105,7 @@ class Scheduler:
         self.groups: dict[str, Group] = dict(groups or {})
         self._group_of = {m: g.name for g in self.groups.values() for m in g.members}
         self.shutting_down = False
-        self._sidecars: dict[str, Sidecar] = {}
+        self._sidecars: dict[str, SidecarRecord] = {}
         # dicts keep insertion order: this one is the FIFO queue
         self._waiters: dict[RequestId, Waiter] = {}
         self._leases: dict[RequestId, tuple[str, int]] = {}
@@ -116,7 +116,7 @@ class Scheduler:
     # ----------------------------------------------------------------- reads (display only)
 
     @property
-    def sidecars(self) -> Mapping[str, Sidecar]:
+    def sidecars(self) -> Mapping[str, SidecarRecord]:
         """Live sidecars by key. For display: never decide anything from this outside."""
         return MappingProxyType(self._sidecars)
 
@@ -299,23 +299,23 @@ class Scheduler:
 
     # --------------------------------------------------------------------------- helpers
 
-    def _grant(self, req_id: RequestId, sc: Sidecar, now: float) -> Grant:
+    def _grant(self, req_id: RequestId, sc: SidecarRecord, now: float) -> Grant:
         sc.in_flight += 1
         sc.last_used = now
         self._model_load[sc.profile.model] += 1
         self._leases[req_id] = (sc.key, sc.gen)
         return Grant(req_id, sc.key)
 
-    def _can_grant(self, sc: Sidecar) -> bool:
+    def _can_grant(self, sc: SidecarRecord) -> bool:
         if sc.state is not SidecarState.READY or sc.draining:
             return False
         limit = sc.profile.concurrency
         return limit is None or self._model_load[sc.profile.model] < limit
 
-    def _pinned(self, sc: Sidecar) -> bool:
+    def _pinned(self, sc: SidecarRecord) -> bool:
         return sc.profile.pin and sc.state is not SidecarState.STOPPING
 
-    def _ttl_applies(self, sc: Sidecar) -> bool:
+    def _ttl_applies(self, sc: SidecarRecord) -> bool:
         return (
             sc.profile.ttl > 0
             and not sc.profile.pin
@@ -324,7 +324,7 @@ class Scheduler:
             and sc.in_flight == 0
         )
 
-    def _charge(self, sc: Sidecar) -> dict[str, float]:
+    def _charge(self, sc: SidecarRecord) -> dict[str, float]:
         return charge(sc.profile.need, sc.measured)
 
     def _take_waiters(self, key: str) -> Iterator[Waiter]:
@@ -448,7 +448,9 @@ class Scheduler:
 
     def _start(self, w: Waiter) -> Start:
         self._gen += 1
-        self._sidecars[w.key] = Sidecar(w.key, SidecarState.STARTING, self._gen, profile=w.profile)
+        self._sidecars[w.key] = SidecarRecord(
+            w.key, SidecarState.STARTING, self._gen, profile=w.profile
+        )
         return Start(w.key)
 
 
@@ -459,7 +461,7 @@ __all__ = [
     "RejectReason",
     "RequestId",
     "Scheduler",
-    "Sidecar",
+    "SidecarRecord",
     "Start",
     "Stop",
     "StopReason",
