@@ -22,14 +22,14 @@ RejectReason: TypeAlias = Literal[
 
 @dataclass(frozen=True, slots=True)
 class Start:
-    """Spawn a child for ``key``; answer with ``ready`` or ``start_failed``."""
+    """Spawn a sidecar for ``key``; answer with ``ready`` or ``start_failed``."""
 
     key: str
 
 
 @dataclass(frozen=True, slots=True)
 class Stop:
-    """Stop the child of ``key`` (or abort its start); answer with ``stopped``."""
+    """Stop the sidecar of ``key`` (or abort its start); answer with ``stopped``."""
 
     key: str
     reason: StopReason

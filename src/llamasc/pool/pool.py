@@ -290,9 +290,9 @@ class Pool:
         except Exception:
             return e.error
 
-    # ------------------------- ChildEvents: what self._sidecars reports (not for callers)
+    # ------------------------- SidecarEvents: what self._sidecars reports (not for callers)
 
-    def child_ready(self, key: str) -> None:
+    def sidecar_ready(self, key: str) -> None:
         self._dispatch(self._sched.ready, key, time.monotonic())
         sidecar = self._sidecars.find(key)
         if self.memory_budget and sidecar is not None and sidecar.handle is not None:
@@ -300,14 +300,14 @@ class Pool:
             sidecar.memory_measured = held
             self._dispatch(self._sched.measured, key, held)
 
-    def child_failed(self, key: str, error: BaseException) -> None:
+    def sidecar_failed(self, key: str, error: BaseException) -> None:
         self._dispatch(self._sched.start_failed, key, error, time.monotonic())
 
-    def child_gone(self, key: str, *, requested: bool) -> None:
+    def sidecar_gone(self, key: str, *, requested: bool) -> None:
         event = self._sched.stopped if requested else self._sched.exited
         self._dispatch(event, key, time.monotonic())
 
-    def child_unhealthy(self, key: str) -> None:
+    def sidecar_unhealthy(self, key: str) -> None:
         self._dispatch(self._sched.stop_requested, key, time.monotonic())
 
     def sidecar_timed_out(self, sidecar: Sidecar) -> None:
@@ -323,7 +323,7 @@ class Pool:
             except Exception:
                 log.exception("pool on_sidecar callback failed")
 
-    def children_changed(self) -> None:
+    def sidecars_changed(self) -> None:
         if self.on_change is not None:
             try:
                 self.on_change()

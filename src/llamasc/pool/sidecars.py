@@ -2,7 +2,7 @@
 
 Nothing here decides anything. ``Sidecars.start``/``stop`` carry out the scheduler's Start and
 Stop; each outcome (ready, failed start, exit, failed health checks) goes back through
-:class:`ChildEvents`, which the pool turns into scheduler events. A sidecar's port is freed,
+:class:`SidecarEvents`, which the pool turns into scheduler events. A sidecar's port is freed,
 and its state-file entry dropped, only once the sidecar is gone.
 """
 
@@ -39,14 +39,14 @@ log = logging.getLogger(__name__)
 SAVE_ON = frozenset({"evict", "drain", "ttl"})
 
 
-class ChildEvents(Protocol):
+class SidecarEvents(Protocol):
     """What the pool hears from its sidecars."""
 
-    def child_ready(self, key: str) -> None: ...
-    def child_failed(self, key: str, error: BaseException) -> None: ...
-    def child_gone(self, key: str, *, requested: bool) -> None: ...
-    def child_unhealthy(self, key: str) -> None: ...
-    def children_changed(self) -> None: ...
+    def sidecar_ready(self, key: str) -> None: ...
+    def sidecar_failed(self, key: str, error: BaseException) -> None: ...
+    def sidecar_gone(self, key: str, *, requested: bool) -> None: ...
+    def sidecar_unhealthy(self, key: str) -> None: ...
+    def sidecars_changed(self) -> None: ...
     def sidecar_state(
         self, sidecar: Sidecar, state: str, error: BaseException | None = None
     ) -> None: ...
@@ -56,7 +56,7 @@ class Sidecars:
     """The live sidecars by key, and the tasks that start, stop and watch them."""
 
     def __init__(
-        self, config: PoolConfig, binary: Path, launcher: Launcher, events: ChildEvents
+        self, config: PoolConfig, binary: Path, launcher: Launcher, events: SidecarEvents
     ) -> None:
         self.config = config
         self.binary = binary
@@ -111,13 +111,13 @@ class Sidecars:
     # ---------------------------------------------------------------------- start
 
     def start(self, key: str, entry: ModelEntry, merged: tuple[str, ...]) -> None:
-        """Spawn the sidecar of ``key``; ``child_ready`` or ``child_failed`` follows."""
+        """Spawn the sidecar of ``key``; ``sidecar_ready`` or ``sidecar_failed`` follows."""
         sidecar = Sidecar(key, entry.id, merged, 0, restarts=self._starts[key])
         self._starts[key] += 1
         self._by_key[key] = sidecar
         sidecar.start_task = self._spawn(self._run_start(sidecar, entry), f"start-{key[:8]}")
         self._events.sidecar_state(sidecar, "starting")
-        self._events.children_changed()
+        self._events.sidecars_changed()
 
     async def _allocate_port(self) -> int:
         """A free port; with a full range, wait for one held by a sidecar on its way out.
@@ -235,15 +235,15 @@ class Sidecars:
             sidecar.ready_at - sidecar.started,
         )
         self._events.sidecar_state(sidecar, "ready")
-        self._events.child_ready(sidecar.key)
-        self._events.children_changed()
+        self._events.sidecar_ready(sidecar.key)
+        self._events.sidecars_changed()
 
     # ----------------------------------------------------------------------- stop
 
     def stop(self, key: str, reason: str) -> None:
-        """Stop (or abort the start of) the sidecar of ``key``; ``child_gone`` follows."""
+        """Stop (or abort the start of) the sidecar of ``key``; ``sidecar_gone`` follows."""
         sidecar = self._by_key.get(key)
-        if sidecar is None:  # its start failed before spawning; child_failed was sent
+        if sidecar is None:  # its start failed before spawning; sidecar_failed was sent
             return
         sidecar.stopping = True
         sidecar.stop_reason = sidecar.stop_reason or reason
@@ -256,7 +256,7 @@ class Sidecars:
         else:
             self._spawn(self._stop_sidecar(sidecar), f"stop-{key[:8]}")
         self._events.sidecar_state(sidecar, "stopping")
-        self._events.children_changed()
+        self._events.sidecars_changed()
 
     async def _stop_sidecar(self, sidecar: Sidecar) -> None:
         assert sidecar.handle is not None
@@ -304,10 +304,10 @@ class Sidecars:
         sidecar.gone.set()
         self._events.sidecar_state(sidecar, "exited" if failed is None else "failed", failed)
         if failed is not None:
-            self._events.child_failed(sidecar.key, failed)
+            self._events.sidecar_failed(sidecar.key, failed)
         else:
-            self._events.child_gone(sidecar.key, requested=sidecar.stopping)
-        self._events.children_changed()
+            self._events.sidecar_gone(sidecar.key, requested=sidecar.stopping)
+        self._events.sidecars_changed()
 
     # --------------------------------------------------------------------- health
 
@@ -339,7 +339,7 @@ class Sidecars:
         )
         if sidecar.health_failures >= self.config.health_failures:
             sidecar.stop_reason = "unhealthy"
-            self._events.child_unhealthy(sidecar.key)
+            self._events.sidecar_unhealthy(sidecar.key)
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro, name=name)
@@ -368,4 +368,4 @@ async def _healthy(sidecar: Sidecar, handle: ServerHandle, timeout: float) -> bo
     return not workers or all(r is None for r in [await probe(w, timeout) for w in workers])
 
 
-__all__ = ["ChildEvents", "Sidecars"]
+__all__ = ["SidecarEvents", "Sidecars"]
