@@ -223,7 +223,7 @@ def test_logs_stream_follows_the_daemon_and_one_models_output(tmp_path: Path) ->
             assert _chat(url, "slow").status_code == 200  # a start: daemon and output lines
             got = _read_until(lines, "[slow] opaque backend listening on")
             assert not any("[nocheck] opaque backend listening" in ln for ln in got)
-            assert any("llamasc.pool.children: starting" in ln and "slow" in ln for ln in got)
+            assert any("llamasc.pool.sidecars: starting" in ln and "slow" in ln for ln in got)
     finally:
         served.proc.send_signal(signal.SIGINT)
         served.proc.wait(60)  # the streams never hold the shutdown

@@ -511,7 +511,7 @@ async def test_a_start_stopped_before_it_ran_still_reports_gone(launcher: FakeLa
     async with make_pool(launcher, max_sidecars=1) as pool:
         key = sidecar_key("m1", merge_flags(BASE, []))
         pool._hold(key, CATALOG.get("m1"), merge_flags(BASE, []))
-        pool._children.start(key, CATALOG.get("m1"), merge_flags(BASE, []))
-        pool._children.stop(key, "requested")
-        await until(lambda: len(pool._children) == 0)
+        pool._sidecars.start(key, CATALOG.get("m1"), merge_flags(BASE, []))
+        pool._sidecars.stop(key, "requested")
+        await until(lambda: len(pool._sidecars) == 0)
         assert not launcher.children

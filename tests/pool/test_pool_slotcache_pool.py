@@ -55,7 +55,7 @@ async def test_saved_on_eviction_restored_before_the_grant_not_on_crash_or_opera
     ) as pool:
         cache = SlotCache(tmp_path, min_tokens=1024, max_bytes=10**6,
                           transport=httpx.MockTransport(api))  # fmt: skip
-        pool._children.slot_cache = cache  # the fake binary has no --help to read it from
+        pool._sidecars.slot_cache = cache  # the fake binary has no --help to read it from
         async with pool.lease("m1", ()):
             api.events.append("granted m1")
         assert "--slot-save-path" in launcher.specs[-1].args

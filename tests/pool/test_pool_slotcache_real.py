@@ -82,7 +82,7 @@ async def test_a_short_conversation_is_not_saved(
     ):
         await _ask(pool, http, "smol", "Say hello.")
         await _ask(pool, http, "gemma", "Say hi.")
-        report = pool._children.last_save[next(iter(pool._children.last_save))]
+        report = pool._sidecars.last_save[next(iter(pool._sidecars.last_save))]
         assert report.slots == 0
         assert report.skipped == 1
         assert not report.failed

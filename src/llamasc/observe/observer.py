@@ -2,7 +2,7 @@
 
 The relay calls :meth:`Observer.begin` when a request arrives, :meth:`RequestRecord.leased`
 when it has a sidecar and :meth:`RequestRecord.finish` when it is done; the pool calls
-:meth:`Observer.sidecar_state` on each child transition. Everything else (gauges, host and GPU
+:meth:`Observer.sidecar_state` on each sidecar transition. Everything else (gauges, host and GPU
 memory) is read when asked. Other parts of the daemon publish their own events (a configuration
 reload, say) with :meth:`Observer.publish`, and feed the memory gauges with
 :meth:`Observer.add_memory_source` / :meth:`Observer.set_slot_cache_source`.
@@ -25,7 +25,7 @@ from llamasc.observe.system import GpuReader, host_memory, process_rss
 if TYPE_CHECKING:
     from starlette.types import Message, Scope, Send
 
-    from llamasc.pool.child import Child
+    from llamasc.pool.sidecar import Sidecar
 
 log = logging.getLogger(__name__)
 
@@ -175,10 +175,10 @@ class Observer:
         load_wait = queue_wait = None
         if wait is not None:
             load_wait = 0.0
-            child = getattr(lease, "child", None)
-            ready_at = getattr(child, "ready_at", None)
+            leased = getattr(lease, "sidecar", None)
+            ready_at = getattr(leased, "ready_at", None)
             if ready_at is not None and ready_at > rec.wall0:
-                started = max(float(getattr(child, "started", rec.wall0)), rec.wall0)
+                started = max(float(getattr(leased, "started", rec.wall0)), rec.wall0)
                 load_wait = min(wait, max(0.0, ready_at - started))
             queue_wait = max(0.0, wait - load_wait)
         ttft = None
@@ -236,22 +236,24 @@ class Observer:
 
     # -------------------------------------------------------------------- sidecars
 
-    def sidecar_state(self, child: Child, state: str, error: BaseException | None = None) -> None:
-        """The pool's hook: ``child`` is now starting, ready, stopping, exited or failed."""
+    def sidecar_state(
+        self, sidecar: Sidecar, state: str, error: BaseException | None = None
+    ) -> None:
+        """The pool's hook: ``sidecar`` is now starting, ready, stopping, exited or failed."""
         try:
-            self._sidecar_state(child, state, error)
+            self._sidecar_state(sidecar, state, error)
         except Exception:
             log.exception("recording a sidecar change failed")
 
-    def _sidecar_state(self, child: Child, state: str, error: BaseException | None) -> None:
+    def _sidecar_state(self, sidecar: Sidecar, state: str, error: BaseException | None) -> None:
         m = self.metrics
-        model, key = child.model_id, child.key
+        model, key = sidecar.model_id, sidecar.key
         data: dict[str, Any] = {
             "hash": key,
             "sidecar": key[:8],
             "model": model,
-            "flags": list(child.flags),
-            "port": child.port,
+            "flags": list(sidecar.flags),
+            "port": sidecar.port,
             "state": state,
         }
         if state == "ready":
@@ -260,25 +262,25 @@ class Observer:
                 m.restarts.labels(model).inc()
                 self._crashed.discard(key)
             m.loads.labels(model, reason).inc()
-            if child.ready_at is not None:
-                seconds = child.ready_at - child.started
+            if sidecar.ready_at is not None:
+                seconds = sidecar.ready_at - sidecar.started
                 m.load_seconds.labels(model).observe(seconds)
                 data["load_seconds"] = seconds
-            data["pid"] = child.handle.pid if child.handle is not None else None
+            data["pid"] = sidecar.handle.pid if sidecar.handle is not None else None
         elif state == "stopping":
-            reason = child.stop_reason
+            reason = sidecar.stop_reason
             data["reason"] = _EVICTION_NAMES.get(reason, reason)
             if reason not in _NOT_EVICTIONS:
                 m.evictions.labels(model, _EVICTION_NAMES.get(reason, reason)).inc()
         elif state in ("exited", "failed"):
-            code = child.handle.returncode if child.handle is not None else None
+            code = sidecar.handle.returncode if sidecar.handle is not None else None
             data["exit_code"] = code
             if state == "failed":
                 m.load_failures.labels(model).inc()
                 data["reason"] = "start_failed"
                 data["error"] = str(error) if error is not None else None
-            elif child.stopping:
-                data["reason"] = _EVICTION_NAMES.get(child.stop_reason, child.stop_reason)
+            elif sidecar.stopping:
+                data["reason"] = _EVICTION_NAMES.get(sidecar.stop_reason, sidecar.stop_reason)
             else:
                 data["reason"] = "crashed"
                 self._crashed.add(key)

@@ -5,9 +5,9 @@ and one ``slots`` unit, so ``MAX_SIDECARS`` is just one more budget. Its charge 
 of what was projected before it started and what was measured once it was ready. A resource
 missing from the budget is unbounded (no budget at all: count only).
 
-The :class:`Ledger` keeps two views of what is free: *now* (every live child holds its
-charge, stopping ones included, since a stopping child still holds its memory) and *later*
-(once the stopping children have exited). A newcomer starts when it fits now; it waits for
+The :class:`Ledger` keeps two views of what is free: *now* (every live sidecar holds its
+charge, stopping ones included, since a stopping sidecar still holds its memory) and *later*
+(once the stopping sidecars have exited). A newcomer starts when it fits now; it waits for
 stops in progress when it fits later; requests admitted to wait claim their share of both,
 so a later, smaller request cannot take the room an earlier one is waiting for.
 """
@@ -55,7 +55,7 @@ DEFAULT_PROFILE = Profile()
 
 
 def charge(need: Usage, measured: Usage | None = None) -> dict[str, float]:
-    """One child's hold: the larger of projection and measurement, plus its slot."""
+    """One sidecar's hold: the larger of projection and measurement, plus its slot."""
     out = {d: float(v) for d, v in need.items() if d != SLOTS}
     for d, v in (measured or {}).items():
         if d != SLOTS:
@@ -83,14 +83,14 @@ class Ledger:
         self.later = dict(budget)
 
     def hold(self, amount: Usage, *, stopping: bool, overlapped: bool = False) -> None:
-        """A live child holds ``amount``; an ``overlapped`` stopping child holds no slot."""
+        """A live sidecar holds ``amount``; an ``overlapped`` stopping sidecar holds no slot."""
         now = {d: v for d, v in amount.items() if not (overlapped and d == SLOTS)}
         add(self.now, now, -1.0)
         if not stopping:
             add(self.later, amount, -1.0)
 
     def release_later(self, amount: Usage) -> None:
-        """A live child was just told to stop: its charge is free once it exits."""
+        """A live sidecar was just told to stop: its charge is free once it exits."""
         add(self.later, amount)
 
     def claim(self, amount: Usage) -> None:
@@ -103,7 +103,7 @@ def too_big(
     profile: Profile, budget: Usage, pinned: Iterable[Usage] = ()
 ) -> tuple[str, float, float, float] | None:
     """``(device, need, budget, pinned)`` when the key cannot fit even alone (beside the
-    pinned children, which never leave), else None."""
+    pinned sidecars, which never leave), else None."""
     held: dict[str, float] = {d: 0.0 for d in budget}
     for p in pinned:
         add(held, p)

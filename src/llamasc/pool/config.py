@@ -17,24 +17,24 @@ from llamasc.pool.ports import DEFAULT_PORT_RANGE, check_port_range
 
 @dataclass
 class PoolConfig:
-    """How many children, on which ports, and how long to wait for what.
+    """How many sidecars, on which ports, and how long to wait for what.
 
-    - ``max_sidecars``: children at most (starting, ready and stopping all count; with
-      ``overlap_swaps``, one stopping child does not).
+    - ``max_sidecars``: sidecars at most (starting, ready and stopping all count; with
+      ``overlap_swaps``, one stopping sidecar does not).
     - ``queue_timeout``: how long a request waits for room before a 503 (capacity).
     - ``max_queue``: requests waiting at most; more are refused at once with a 503.
-    - ``health_timeout``: how long a child may take to become ready.
-    - ``health_interval`` / ``health_failures``: a ready child is checked every interval and
+    - ``health_timeout``: how long a sidecar may take to become ready.
+    - ``health_interval`` / ``health_failures``: a ready sidecar is checked every interval and
       replaced after that many failed checks in a row (0 interval: never checked).
     - ``stop_grace``: seconds between SIGTERM and SIGKILL.
-    - ``overlap_swaps``: start a child while the one evicted for it still exits (one such
-      exiting child is then not counted), instead of after its exit.
-    - ``state_file``: where live children are recorded, to reap them after a crash.
-    - ``log_dir``: each child's log goes to ``<log_dir>/<hash[:16]>.log`` when set.
+    - ``overlap_swaps``: start a sidecar while the one evicted for it still exits (one such
+      exiting sidecar is then not counted), instead of after its exit.
+    - ``state_file``: where live sidecars are recorded, to reap them after a crash.
+    - ``log_dir``: each sidecar's log goes to ``<log_dir>/<hash[:16]>.log`` when set.
 
     Scheduling (``config.scheduling`` documents each):
 
-    - ``memory_budget``: bytes per device; ``{}`` counts children only. None: measure what
+    - ``memory_budget``: bytes per device; ``{}`` counts sidecars only. None: measure what
       the devices have free when the pool starts.
     - ``max_wait`` / ``min_resident``: the starvation bound (None: no bound) and the
       shortest stay of a swapped-in model.

@@ -2,7 +2,7 @@
 
 Effects are commands for the pool's run loop (``Start``, ``Stop``, ``Grant``, ``Reject``);
 each is answered later by an event (ready / start_failed, stopped, released).
-``Sidecar``, ``Waiter`` and ``View`` are the scheduler's own records, plain data.
+``SidecarRecord``, ``Waiter`` and ``View`` are the scheduler's own records, plain data.
 """
 
 from __future__ import annotations
@@ -22,14 +22,14 @@ RejectReason: TypeAlias = Literal[
 
 @dataclass(frozen=True, slots=True)
 class Start:
-    """Spawn a child for ``key``; answer with ``ready`` or ``start_failed``."""
+    """Spawn a sidecar for ``key``; answer with ``ready`` or ``start_failed``."""
 
     key: str
 
 
 @dataclass(frozen=True, slots=True)
 class Stop:
-    """Stop the child of ``key`` (or abort its start); answer with ``stopped``."""
+    """Stop the sidecar of ``key`` (or abort its start); answer with ``stopped``."""
 
     key: str
     reason: StopReason
@@ -59,8 +59,8 @@ Effect: TypeAlias = Start | Stop | Grant | Reject
 
 
 @dataclass(slots=True)
-class Sidecar:
-    """The scheduler's record of one live child. ``gen`` tells instances of a key apart."""
+class SidecarRecord:
+    """The scheduler's record of one live sidecar. ``gen`` tells instances of a key apart."""
 
     key: str
     state: SidecarState
@@ -106,7 +106,7 @@ __all__ = [
     "Reject",
     "RejectReason",
     "RequestId",
-    "Sidecar",
+    "SidecarRecord",
     "Start",
     "Stop",
     "StopReason",

@@ -36,7 +36,7 @@ RPC_DEVICE = "rpc:"  # + the worker's host:port, as in --rpc and a memory budget
 _ADDRESS = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):\d+$")
 FIT_TIMEOUT = 30.0
 
-# the flags that change what a child holds; the rest (sampling, server options) do not,
+# the flags that change what a sidecar holds; the rest (sampling, server options) do not,
 # and llama-fit-params refuses server-only ones such as --slot-save-path
 _MEMORY_FLAGS = frozenset(
     {
@@ -225,7 +225,7 @@ def physical_devices(need: dict[str, int], env: Mapping[str, str] | None) -> dic
 
 class Projector:
     """Projected need per sidecar, cached by what decides it: the model file (path and mtime),
-    the memory flags (:func:`memory_args`) and the child's env (which devices it sees). Keys
+    the memory flags (:func:`memory_args`) and the sidecar's env (which devices it sees). Keys
     that differ only in sampling or server flags share one projection: a new flag set costs
     no second run of ``llama-fit-params`` (0.5-0.9 s)."""
 

@@ -38,12 +38,12 @@ from llamasc.errors import (
 from llamasc.flags import merge_flags, sidecar_key
 from llamasc.pool.admission import SLOTS, Profile, check_pins
 from llamasc.pool.budget import default_budget, measure
-from llamasc.pool.child import Child, Launcher, Lease, SidecarInfo
-from llamasc.pool.children import Children
 from llamasc.pool.config import PoolConfig
 from llamasc.pool.memory import Projector
 from llamasc.pool.model_args import model_base_args
 from llamasc.pool.scheduler import Effect, Grant, Reject, Scheduler, Start, Stop
+from llamasc.pool.sidecar import Launcher, Lease, Sidecar, SidecarInfo
+from llamasc.pool.sidecars import Sidecars
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ _HEX = frozenset("0123456789abcdef")
 
 
 class Pool:
-    """A bounded pool of llama-server children, one per (model, canonical flags) key."""
+    """A bounded pool of llama-server sidecars, one per (model, canonical flags) key."""
 
     def __init__(
         self,
@@ -68,8 +68,8 @@ class Pool:
         self.binary = Path(binary)
         self.base_args = tuple(base_args)
         self.on_change: Callable[[], None] | None = None
-        # told each child's transitions (starting, ready, stopping, exited, failed): metrics
-        self.on_sidecar: Callable[[Child, str, BaseException | None], None] | None = None
+        # told each sidecar's transitions (starting, ready, stopping, exited, failed): metrics
+        self.on_sidecar: Callable[[Sidecar, str, BaseException | None], None] | None = None
         if launcher is None:
             from llamasc.process import LlamaServer
 
@@ -90,12 +90,12 @@ class Pool:
         self._model_base: dict[str, tuple[str, ...]] = {}
         self._profiles: dict[str, Profile] = {}
         self._background: set[asyncio.Task[None]] = set()
-        self._children = Children(config, self.binary, launcher, self)
+        self._sidecars = Sidecars(config, self.binary, launcher, self)
         # what each key runs, kept while a request waits for it
         self._specs: dict[str, tuple[ModelEntry, tuple[str, ...]]] = {}
         self._spec_refs: Counter[str] = Counter()
         self._keys: dict[tuple[str, tuple[str, ...]], tuple[str, ModelEntry, tuple[str, ...]]] = {}
-        self._waiting: dict[int, asyncio.Future[Child]] = {}
+        self._waiting: dict[int, asyncio.Future[Sidecar]] = {}
         self._req_ids = itertools.count(1)
         self._events: deque[tuple[Callable[..., list[Effect]], tuple[Any, ...]]] = deque()
         self._dispatching = False
@@ -108,17 +108,17 @@ class Pool:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        """Reap children a crashed daemon left behind, then start watching health."""
-        await self._children.open()
+        """Reap sidecars a crashed daemon left behind, then start watching health."""
+        await self._sidecars.open()
         if self.config.health_interval > 0 and self._health_task is None:
             self._health_task = asyncio.create_task(
-                self._children.health_loop(), name="pool-health"
+                self._sidecars.health_loop(), name="pool-health"
             )
         await self._check_pins()
         self._preload()
 
     async def close(self, grace: float | None = None) -> None:
-        """Stop every child and wait until all are gone. Idempotent; later leases fail."""
+        """Stop every sidecar and wait until all are gone. Idempotent; later leases fail."""
         if self._closing is None:
             self._closing = asyncio.create_task(self._close(grace), name="pool-close")
         await asyncio.shield(self._closing)
@@ -134,18 +134,18 @@ class Pool:
 
     async def _close(self, grace: float | None) -> None:
         if grace is not None:
-            self._children.grace = grace
+            self._sidecars.grace = grace
         if self._health_task is not None:
             self._health_task.cancel()
             await asyncio.gather(self._health_task, return_exceptions=True)
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
-        children = list(self._children)
+        sidecars = list(self._sidecars)
         self._dispatch(self._sched.shutdown, time.monotonic())
-        for child in children:
-            await child.gone.wait()
-        await self._children.settle()
+        for sidecar in sidecars:
+            await sidecar.gone.wait()
+        await self._sidecars.settle()
         if self._timer is not None:
             self._timer.cancel()
 
@@ -195,13 +195,13 @@ class Pool:
             profile = await self._profile(key, model_id, entry, merged, bool(user_flags))
         effects = self._sched.request(req, key, time.monotonic(), profile)
         if len(effects) == 1 and type(effects[0]) is Grant:  # the fast path: it is ready
-            return Lease(self, req, self._children[key])
-        fut: asyncio.Future[Child] = asyncio.get_running_loop().create_future()
+            return Lease(self, req, self._sidecars[key])
+        fut: asyncio.Future[Sidecar] = asyncio.get_running_loop().create_future()
         self._waiting[req] = fut
         self._hold(key, entry, merged)
         try:
             self._feed(effects)
-            child = await fut
+            sidecar = await fut
         except asyncio.CancelledError:
             # a grant may have landed just before the cancellation: release covers both
             self._dispatch(self._sched.released, req, time.monotonic())
@@ -209,13 +209,13 @@ class Pool:
         finally:
             del self._waiting[req]
             self._drop(key)
-        return Lease(self, req, child)
+        return Lease(self, req, sidecar)
 
     def _release(self, lease: Lease) -> None:
         if lease.released:
             return
         lease.released = True
-        lease.child.requests_served += 1
+        lease.sidecar.requests_served += 1
         self._dispatch(self._sched.released, lease.req_id, time.monotonic())
 
     # -------------------------------------------------------------------- effects
@@ -251,7 +251,7 @@ class Pool:
                 if fut is None or fut.done():  # the client left: give the slot back
                     self._dispatch(self._sched.released, e.req_id, time.monotonic())
                 else:
-                    fut.set_result(self._children[e.key])
+                    fut.set_result(self._sidecars[e.key])
             elif isinstance(e, Reject):
                 fut = self._waiting.get(e.req_id)
                 if fut is not None and not fut.done():
@@ -259,9 +259,9 @@ class Pool:
             elif isinstance(e, Start):
                 entry, merged = self._specs[e.key]
                 self._started_with[e.key] = entry
-                self._children.start(e.key, entry, merged)
+                self._sidecars.start(e.key, entry, merged)
             elif isinstance(e, Stop):
-                self._children.stop(e.key, e.reason)
+                self._sidecars.stop(e.key, e.reason)
 
     def _rejection(self, e: Reject) -> BaseException:
         if e.reason == "shutting_down":
@@ -290,38 +290,40 @@ class Pool:
         except Exception:
             return e.error
 
-    # ------------------------- ChildEvents: what self._children reports (not for callers)
+    # ------------------------- SidecarEvents: what self._sidecars reports (not for callers)
 
-    def child_ready(self, key: str) -> None:
+    def sidecar_ready(self, key: str) -> None:
         self._dispatch(self._sched.ready, key, time.monotonic())
-        child = self._children.find(key)
-        if self.memory_budget and child is not None and child.handle is not None:
-            held = measure(child.handle.pid)
-            child.memory_measured = held
+        sidecar = self._sidecars.find(key)
+        if self.memory_budget and sidecar is not None and sidecar.handle is not None:
+            held = measure(sidecar.handle.pid)
+            sidecar.memory_measured = held
             self._dispatch(self._sched.measured, key, held)
 
-    def child_failed(self, key: str, error: BaseException) -> None:
+    def sidecar_failed(self, key: str, error: BaseException) -> None:
         self._dispatch(self._sched.start_failed, key, error, time.monotonic())
 
-    def child_gone(self, key: str, *, requested: bool) -> None:
+    def sidecar_gone(self, key: str, *, requested: bool) -> None:
         event = self._sched.stopped if requested else self._sched.exited
         self._dispatch(event, key, time.monotonic())
 
-    def child_unhealthy(self, key: str) -> None:
+    def sidecar_unhealthy(self, key: str) -> None:
         self._dispatch(self._sched.stop_requested, key, time.monotonic())
 
-    def child_timed_out(self, child: Child) -> None:
-        """A request to ``child`` timed out upstream (see ``Lease.report_timeout``)."""
-        self._children.health_failed(child, "timed out answering a request, health check")
+    def sidecar_timed_out(self, sidecar: Sidecar) -> None:
+        """A request to ``sidecar`` timed out upstream (see ``Lease.report_timeout``)."""
+        self._sidecars.health_failed(sidecar, "timed out answering a request, health check")
 
-    def sidecar_state(self, child: Child, state: str, error: BaseException | None = None) -> None:
+    def sidecar_state(
+        self, sidecar: Sidecar, state: str, error: BaseException | None = None
+    ) -> None:
         if self.on_sidecar is not None:
             try:
-                self.on_sidecar(child, state, error)
+                self.on_sidecar(sidecar, state, error)
             except Exception:
                 log.exception("pool on_sidecar callback failed")
 
-    def children_changed(self) -> None:
+    def sidecars_changed(self) -> None:
         if self.on_change is not None:
             try:
                 self.on_change()
@@ -374,101 +376,101 @@ class Pool:
         for key, (entry, merged) in list(self._specs.items()):
             if entry.id in catalog:  # waiters not started yet get the new entry
                 self._specs[key] = (catalog.models[entry.id], merged)
-        live = {c.key for c in self._children}
+        live = {c.key for c in self._sidecars}
         for key in [k for k in self._started_with if k not in live]:
             del self._started_with[key]
         retired: list[str] = []
         now = time.monotonic()
-        for child in self._children:
-            new = catalog.models.get(child.model_id)
-            if child.stopping or (new is not None and new == self._started_with.get(child.key)):
+        for sidecar in self._sidecars:
+            new = catalog.models.get(sidecar.model_id)
+            if sidecar.stopping or (new is not None and new == self._started_with.get(sidecar.key)):
                 continue
             log.info(
                 "%s for %s: model %s; stopping it once idle",
-                *(child.key[:12], child.model_id, "removed" if new is None else "changed"),
+                *(sidecar.key[:12], sidecar.model_id, "removed" if new is None else "changed"),
             )
-            retired.append(child.key)
-            self._dispatch(self._sched.retire, child.key, now)
+            retired.append(sidecar.key)
+            self._dispatch(self._sched.retire, sidecar.key, now)
         return retired
 
     # -------------------------------------------------------------- operator view
 
     def sidecars(self) -> list[SidecarInfo]:
-        """A snapshot of every live child, oldest first."""
-        return sorted((self._info(c) for c in self._children), key=lambda i: i.started)
+        """A snapshot of every live sidecar, oldest first."""
+        return sorted((self._info(c) for c in self._sidecars), key=lambda i: i.started)
 
     def find(self, key_prefix: str) -> SidecarInfo:
         """The sidecar whose hash starts with ``key_prefix`` (at least 8 hex characters)."""
-        return self._info(self._find_child(key_prefix))
+        return self._info(self._find_sidecar(key_prefix))
 
     async def stop_sidecar(self, key_prefix: str) -> SidecarInfo:
         """Stop one sidecar (requests in flight on it fail) and wait until it is gone."""
-        return (await self._stop_children([self._find_child(key_prefix)]))[0]
+        return (await self._stop_sidecars([self._find_sidecar(key_prefix)]))[0]
 
     async def stop_model(self, model_id: str) -> list[SidecarInfo]:
         """Stop every sidecar of ``model_id``; UnknownModelError if nobody configured it."""
         self.catalog.get(model_id)
-        return await self._stop_children([c for c in self._children if c.model_id == model_id])
+        return await self._stop_sidecars([c for c in self._sidecars if c.model_id == model_id])
 
     async def stop_all(self) -> list[SidecarInfo]:
         """Stop every sidecar; the pool stays open and starts new ones on demand."""
-        return await self._stop_children(list(self._children))
+        return await self._stop_sidecars(list(self._sidecars))
 
     def logs(self, key_prefix: str, n: int = 200) -> list[str]:
         """The last ``n`` log lines of a sidecar."""
-        child = self._find_child(key_prefix)
-        return child.handle.tail(n) if child.handle is not None else []
+        sidecar = self._find_sidecar(key_prefix)
+        return sidecar.handle.tail(n) if sidecar.handle is not None else []
 
-    async def _stop_children(self, children: list[Child]) -> list[SidecarInfo]:
-        infos = [self._info(c) for c in children]
+    async def _stop_sidecars(self, sidecars: list[Sidecar]) -> list[SidecarInfo]:
+        infos = [self._info(c) for c in sidecars]
         now = time.monotonic()
-        for child in children:
-            self._dispatch(self._sched.stop_requested, child.key, now)
-        for child in children:
-            await child.gone.wait()
+        for sidecar in sidecars:
+            self._dispatch(self._sched.stop_requested, sidecar.key, now)
+        for sidecar in sidecars:
+            await sidecar.gone.wait()
         return [replace(i, state="stopped", in_flight=0) for i in infos]
 
-    def _find_child(self, key_prefix: str) -> Child:
+    def _find_sidecar(self, key_prefix: str) -> Sidecar:
         prefix = key_prefix.strip().lower()
         if len(prefix) < 8 or not set(prefix) <= _HEX:
             raise RequestError(f"sidecar id must be at least 8 hex characters, got {key_prefix!r}")
-        found = [c for c in self._children if c.key.startswith(prefix)]
+        found = [c for c in self._sidecars if c.key.startswith(prefix)]
         if not found:
             raise NotFoundError(f"no sidecar {key_prefix!r}")
         if len(found) > 1:
             raise RequestError(f"sidecar id {key_prefix!r} is ambiguous ({len(found)} match)")
         return found[0]
 
-    def _info(self, child: Child) -> SidecarInfo:
-        sc = self._sched.sidecars.get(child.key)
-        state = "stopping" if child.stopping else ("ready" if child.handle else "starting")
+    def _info(self, sidecar: Sidecar) -> SidecarInfo:
+        sc = self._sched.sidecars.get(sidecar.key)
+        state = "stopping" if sidecar.stopping else ("ready" if sidecar.handle else "starting")
         last_used = None
-        if sc is not None and child.handle is not None:
+        if sc is not None and sidecar.handle is not None:
             last_used = time.time() - (time.monotonic() - sc.last_used)
         return SidecarInfo(
-            hash=child.key,
-            model=child.model_id,
-            flags=child.flags,
-            port=child.port,
-            pid=child.handle.pid if child.handle is not None else None,
+            hash=sidecar.key,
+            model=sidecar.model_id,
+            flags=sidecar.flags,
+            port=sidecar.port,
+            pid=sidecar.handle.pid if sidecar.handle is not None else None,
             state=state,
-            started=child.started,
-            ready_at=child.ready_at,
+            started=sidecar.started,
+            ready_at=sidecar.ready_at,
             last_used=last_used,
             in_flight=sc.in_flight if sc is not None else 0,
-            requests_served=child.requests_served,
-            last_timings=child.last_timings,
-            restarts=child.restarts,
+            requests_served=sidecar.requests_served,
+            last_timings=sidecar.last_timings,
+            restarts=sidecar.restarts,
             memory_projected=(
                 {d: int(v) for d, v in sc.profile.need.items()}
                 if sc is not None and sc.profile.need
                 else None
             ),
-            memory_measured=child.memory_measured,
+            memory_measured=sidecar.memory_measured,
         )
 
     def memory(self) -> dict[str, dict[str, int]]:
-        """Budget, what the live children hold (projected or measured, the larger) and what
+        """Budget, what the live sidecars hold (projected or measured, the larger) and what
         is left, per device; empty when scheduling by count only."""
         if not self.memory_budget:
             return {}
@@ -488,8 +490,8 @@ class Pool:
             return None
         if not self._policy(entry.id).send_loading_state:
             return None
-        child = self._children.find(key)
-        if child is not None and child.handle is not None and not child.stopping:
+        sidecar = self._sidecars.find(key)
+        if sidecar is not None and sidecar.handle is not None and not sidecar.stopping:
             return None
         profile = self._profiles.get(key)
         need = max((v for d, v in profile.need.items() if d != SLOTS), default=0) if profile else 0
@@ -497,7 +499,7 @@ class Pool:
 
     def slot_cache_sizes(self) -> dict[str, int]:
         """Sidecar key -> bytes of its saved slot files (empty with the slot cache off)."""
-        cache = self._children.slot_cache
+        cache = self._sidecars.slot_cache
         return cache.sizes() if cache is not None else {}
 
     # --------------------------------------------------------------- scheduling plumbing

@@ -1,7 +1,7 @@
-"""Ports for the children, from ``PORT_RANGE`` (default 8500-8599).
+"""Ports for the sidecars, from ``PORT_RANGE`` (default 8500-8599).
 
 A port is handed out only if nobody listens on it (we try to bind it), and it comes back
-only once the child that held it has exited, so a new child never races an old one for it.
+only once the sidecar that held it has exited, so a new sidecar never races an old one for it.
 Allocation walks the range round-robin from the last port given, so a port that was just
 freed is the last one reused.
 """
@@ -53,9 +53,9 @@ class PortAllocator:
             return frozenset(self._taken)
 
     def allocate(self) -> int:
-        """A port that is free now and not held by one of our children.
+        """A port that is free now and not held by one of our sidecars.
 
-        Raises SpawnError when every port of the range is busy: that is why the child
+        Raises SpawnError when every port of the range is busy: that is why the sidecar
         cannot start, and the request that wanted it should hear so.
         """
         with self._lock:
@@ -73,7 +73,7 @@ class PortAllocator:
         )
 
     def release(self, port: int) -> None:
-        """Give ``port`` back. Call only after the child that held it has exited."""
+        """Give ``port`` back. Call only after the sidecar that held it has exited."""
         with self._lock:
             self._taken.discard(port)
 

@@ -12,11 +12,11 @@ Rules:
   drains the same way.
 - Concurrent first requests for one key start it once; all its waiters are granted when it is
   ready, or all rejected with the start error.
-- Room is counted in resources (``admission``): one ``slots`` unit per live child against
+- Room is counted in resources (``admission``): one ``slots`` unit per live sidecar against
   ``max_sidecars``, and bytes per device against the memory budget. Starting, ready and
-  stopping children all hold theirs, since a stopping child still holds its memory and its
-  port; with ``overlap`` n > 0, up to n stopping children hold no slot (``--overlap-swaps``).
-- A key that cannot fit even alone (beside the pinned children) is refused at once:
+  stopping sidecars all hold theirs, since a stopping sidecar still holds its memory and its
+  port; with ``overlap`` n > 0, up to n stopping sidecars hold no slot (``--overlap-swaps``).
+- A key that cannot fit even alone (beside the pinned sidecars) is refused at once:
   ``insufficient_memory``.
 - When there is no room, idle sidecars are stopped, least recently used first, until the
   newcomer fits (``eviction``). A busy sidecar is never stopped to make room: the newcomer
@@ -30,12 +30,12 @@ Rules:
 - Groups (llama-swap's): ``swap`` members stop each other, ``exclusive`` ones stop other
   groups' members unless those are ``persistent``. Pinned sidecars are never stopped for
   another one, nor by their TTL; others are stopped after ``ttl`` seconds idle.
-- Only an explicit stop, a child's exit or shutdown ends a sidecar that has requests in flight.
+- Only an explicit stop, its own exit or shutdown ends a sidecar that has requests in flight.
 - A retired sidecar (its model's file changed or went away) finishes what it has in flight and
   then stops; meanwhile new requests for its key wait for its successor. A successor under
-  another key (a reload changed the model's arguments) starts beside it: the retiring child's
+  another key (a reload changed the model's arguments) starts beside it: the retiring sidecar's
   room counts as taken until it exits, so idle sidecars make room rather than the successor
-  waiting for the old child's streams to end (unless a group rule says the two cannot run
+  waiting for the old sidecar's streams to end (unless a group rule says the two cannot run
   together).
 """
 
@@ -64,7 +64,7 @@ from llamasc.pool.effects import (
     Reject,
     RejectReason,
     RequestId,
-    Sidecar,
+    SidecarRecord,
     Start,
     Stop,
     StopReason,
@@ -105,7 +105,7 @@ class Scheduler:
         self.groups: dict[str, Group] = dict(groups or {})
         self._group_of = {m: g.name for g in self.groups.values() for m in g.members}
         self.shutting_down = False
-        self._sidecars: dict[str, Sidecar] = {}
+        self._sidecars: dict[str, SidecarRecord] = {}
         # dicts keep insertion order: this one is the FIFO queue
         self._waiters: dict[RequestId, Waiter] = {}
         self._leases: dict[RequestId, tuple[str, int]] = {}
@@ -116,7 +116,7 @@ class Scheduler:
     # ----------------------------------------------------------------- reads (display only)
 
     @property
-    def sidecars(self) -> Mapping[str, Sidecar]:
+    def sidecars(self) -> Mapping[str, SidecarRecord]:
         """Live sidecars by key. For display: never decide anything from this outside."""
         return MappingProxyType(self._sidecars)
 
@@ -131,7 +131,7 @@ class Scheduler:
         return len(self._leases)
 
     def held(self) -> dict[str, float]:
-        """What the live children hold per device (the larger of projected and measured)."""
+        """What the live sidecars hold per device (the larger of projected and measured)."""
         out = {d: 0.0 for d in self.memory_budget}
         for sc in self._sidecars.values():
             for d, v in self._charge(sc).items():
@@ -191,7 +191,7 @@ class Scheduler:
         return self._drain(now)
 
     def ready(self, key: str, now: float) -> list[Effect]:
-        """The child of ``key`` answers health checks: grant everyone waiting for it."""
+        """The sidecar of ``key`` answers health checks: grant everyone waiting for it."""
         sc = self._sidecars.get(key)
         if sc is None or sc.state is not SidecarState.STARTING:
             return []  # stopped while starting: the Stop already decided its fate
@@ -201,14 +201,14 @@ class Scheduler:
         return self._drain(now)
 
     def measured(self, key: str, usage: Usage) -> list[Effect]:
-        """What the ready child of ``key`` really holds per device (RSS, driver's report)."""
+        """What the ready sidecar of ``key`` really holds per device (RSS, driver's report)."""
         sc = self._sidecars.get(key)
         if sc is not None:
             sc.measured = {d: float(v) for d, v in usage.items()}
         return []
 
     def start_failed(self, key: str, error: BaseException | None, now: float) -> list[Effect]:
-        """The child of ``key`` did not become ready. Its slot is free again."""
+        """The sidecar of ``key`` did not become ready. Its slot is free again."""
         sc = self._sidecars.pop(key, None)
         if sc is None:
             return []
@@ -219,14 +219,14 @@ class Scheduler:
         return effects + self._drain(now)
 
     def exited(self, key: str, now: float) -> list[Effect]:
-        """The child of ``key`` died (or was found unhealthy) without being asked to stop."""
+        """The sidecar of ``key`` died (or was found unhealthy) without being asked to stop."""
         sc = self._sidecars.get(key)
         if sc is not None and sc.state is SidecarState.STARTING:
             return self.start_failed(key, None, now)
         return self.stopped(key, now)
 
     def stopped(self, key: str, now: float) -> list[Effect]:
-        """The child of ``key`` is gone and its port is free."""
+        """The sidecar of ``key`` is gone and its port is free."""
         if self._sidecars.pop(key, None) is None:
             return []
         return self._drain(now)
@@ -241,7 +241,7 @@ class Scheduler:
         key, gen = lease
         sc = self._sidecars.get(key)
         if sc is None or sc.gen != gen:
-            return []  # its child is gone; a successor's count is not ours to touch
+            return []  # its sidecar is gone; a successor's count is not ours to touch
         sc.in_flight -= 1
         self._model_load[sc.profile.model] -= 1
         sc.last_used = now
@@ -250,7 +250,7 @@ class Scheduler:
         return []
 
     def stop_requested(self, key: str, now: float) -> list[Effect]:
-        """An operator (or the health check) wants the child of ``key`` gone, busy or not."""
+        """An operator (or the health check) wants the sidecar of ``key`` gone, busy or not."""
         sc = self._sidecars.get(key)
         if sc is None or sc.state is SidecarState.STOPPING:
             return []
@@ -258,7 +258,7 @@ class Scheduler:
         return [Stop(key, "requested")]
 
     def retire(self, key: str, now: float) -> list[Effect]:
-        """The child of ``key`` runs an outdated model: stop it now if idle (or starting),
+        """The sidecar of ``key`` runs an outdated model: stop it now if idle (or starting),
         else once its requests in flight are done."""
         sc = self._sidecars.get(key)
         if sc is None or sc.state is SidecarState.STOPPING:
@@ -299,23 +299,23 @@ class Scheduler:
 
     # --------------------------------------------------------------------------- helpers
 
-    def _grant(self, req_id: RequestId, sc: Sidecar, now: float) -> Grant:
+    def _grant(self, req_id: RequestId, sc: SidecarRecord, now: float) -> Grant:
         sc.in_flight += 1
         sc.last_used = now
         self._model_load[sc.profile.model] += 1
         self._leases[req_id] = (sc.key, sc.gen)
         return Grant(req_id, sc.key)
 
-    def _can_grant(self, sc: Sidecar) -> bool:
+    def _can_grant(self, sc: SidecarRecord) -> bool:
         if sc.state is not SidecarState.READY or sc.draining:
             return False
         limit = sc.profile.concurrency
         return limit is None or self._model_load[sc.profile.model] < limit
 
-    def _pinned(self, sc: Sidecar) -> bool:
+    def _pinned(self, sc: SidecarRecord) -> bool:
         return sc.profile.pin and sc.state is not SidecarState.STOPPING
 
-    def _ttl_applies(self, sc: Sidecar) -> bool:
+    def _ttl_applies(self, sc: SidecarRecord) -> bool:
         return (
             sc.profile.ttl > 0
             and not sc.profile.pin
@@ -324,7 +324,7 @@ class Scheduler:
             and sc.in_flight == 0
         )
 
-    def _charge(self, sc: Sidecar) -> dict[str, float]:
+    def _charge(self, sc: SidecarRecord) -> dict[str, float]:
         return charge(sc.profile.need, sc.measured)
 
     def _take_waiters(self, key: str) -> Iterator[Waiter]:
@@ -366,7 +366,7 @@ class Scheduler:
             stopping = sc.state is SidecarState.STOPPING
             overlapped = stopping and overlap_left > 0
             overlap_left -= overlapped
-            # a retiring child's room is not "coming soon": its streams may run for minutes
+            # a retiring sidecar's room is not "coming soon": its streams may run for minutes
             soon = stopping or (sc.draining and not sc.retiring)
             led.hold(self._charge(sc), stopping=soon, overlapped=overlapped)
         for c in claimed:
@@ -448,7 +448,9 @@ class Scheduler:
 
     def _start(self, w: Waiter) -> Start:
         self._gen += 1
-        self._sidecars[w.key] = Sidecar(w.key, SidecarState.STARTING, self._gen, profile=w.profile)
+        self._sidecars[w.key] = SidecarRecord(
+            w.key, SidecarState.STARTING, self._gen, profile=w.profile
+        )
         return Start(w.key)
 
 
@@ -459,7 +461,7 @@ __all__ = [
     "RejectReason",
     "RequestId",
     "Scheduler",
-    "Sidecar",
+    "SidecarRecord",
     "Start",
     "Stop",
     "StopReason",

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 SLOT_SAVE_PATH = "--slot-save-path"
 _PREFIX = "llamasc-"
 _SUFFIX = ".bin"
-# Saving or restoring a big model's long context takes seconds; a stuck child must not hold a
+# Saving or restoring a big model's long context takes seconds; a stuck sidecar must not hold a
 # swap forever.
 _TIMEOUT = 120.0
 
@@ -67,7 +67,7 @@ def slot_file(key: str, slot: int) -> str:
 
 
 class SlotCache:
-    """Where each key's slot files live, and the save/restore calls to a running child."""
+    """Where each key's slot files live, and the save/restore calls to a running sidecar."""
 
     def __init__(
         self,
@@ -86,7 +86,7 @@ class SlotCache:
     # ------------------------------------------------------------------ location
 
     def directory(self, key: str, flags: Sequence[str]) -> Path:
-        """The directory the child of ``key`` saves to (created)."""
+        """The directory the sidecar of ``key`` saves to (created)."""
         theirs = operator_dir(flags)
         where = theirs if theirs is not None else self.root / key
         if theirs is not None:
@@ -95,7 +95,7 @@ class SlotCache:
         return where
 
     def launch_args(self, key: str, flags: Sequence[str]) -> tuple[str, ...]:
-        """What to add to the child's flags: ``--slot-save-path DIR`` unless it has one."""
+        """What to add to the sidecar's flags: ``--slot-save-path DIR`` unless it has one."""
         if "--no-slots" in flags:
             return ()
         where = self.directory(key, flags)
@@ -126,7 +126,7 @@ class SlotCache:
     # ------------------------------------------------------------------- effects
 
     async def save(self, base_url: str, key: str, flags: Sequence[str]) -> SlotReport:
-        """Save every slot of the child at ``base_url`` worth saving. Never raises."""
+        """Save every slot of the sidecar at ``base_url`` worth saving. Never raises."""
         report = SlotReport()
         if "--no-slots" in flags:
             return report
@@ -156,7 +156,7 @@ class SlotCache:
         return report
 
     async def restore(self, base_url: str, key: str, flags: Sequence[str]) -> SlotReport:
-        """Load the saved slots of ``key`` into the fresh child at ``base_url``. Never raises."""
+        """Load the saved slots of ``key`` into the fresh sidecar at ``base_url``. Never raises."""
         report = SlotReport()
         files = {} if "--no-slots" in flags else self.saved(key, flags)
         if not files:

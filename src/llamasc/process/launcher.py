@@ -2,8 +2,8 @@
 
 :meth:`llamasc.process.LlamaServer.start` is the :class:`Launcher` and a
 :class:`~llamasc.process.LlamaServer` the :class:`ServerHandle`: the daemon's pool uses
-them (``pool/child.py`` names them ``Launcher`` and ``ChildHandle``), so do ``llamasc.load``
-and ``llamasc bench --host localhost``; tests pass recording fakes.
+them (``pool/sidecar.py`` imports both under these names), so do ``llamasc.load`` and
+``llamasc bench --host localhost``; tests pass recording fakes.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from llamasc import __version__
 from llamasc.errors import RequestError
-from llamasc.pool.child import sidecar_dict
+from llamasc.pool.sidecar import sidecar_dict
 from llamasc.process.rpc import RpcWorker, rpc_workers, worker_status
 from llamasc.server._types import SidecarInfoLike
 from llamasc.server.models import (
@@ -30,7 +30,7 @@ _MAX_LOG_LINES = 10000
 
 
 def sidecar_json(info: SidecarInfoLike) -> dict[str, Any]:
-    """One sidecar as JSON: :func:`llamasc.pool.child.sidecar_dict`, the one serialisation."""
+    """One sidecar as JSON: :func:`llamasc.pool.sidecar.sidecar_dict`, the one serialisation."""
     return sidecar_dict(info)
 
 

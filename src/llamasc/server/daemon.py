@@ -35,7 +35,7 @@ from llamasc.server.rescan import ModelRescanner, rescan_logged
 from llamasc.server.state import DaemonState, LlamaServerInfo
 
 if TYPE_CHECKING:
-    from llamasc.pool.child import Launcher
+    from llamasc.pool.sidecar import Launcher
     from llamasc.server.reload import ReloadResult
 
 log = logging.getLogger(__name__)

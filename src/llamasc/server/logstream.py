@@ -4,7 +4,7 @@ followed until the client disconnects.
 - ``/logs/stream``: the daemon's own log (what it writes at its log level) and every
   sidecar's output lines, the latter prefixed ``[model]``.
 - ``/logs/stream/{model}``: the output of that model's sidecars only (an alias names its
-  model; an unknown one is a 404 JSON error). Children started later are followed too.
+  model; an unknown one is a 404 JSON error). Sidecars started later are followed too.
 - ``?no-history``: only lines written from now on; otherwise the recent history first.
 
 Memory is bounded: the daemon log is kept in one ring of :data:`RING_LINES` lines for the

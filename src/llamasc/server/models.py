@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse
 
 from llamasc.config.swapfields import ModelSwapFields
 from llamasc.errors import LlamascError, RequestError, UnknownModelError
-from llamasc.pool.child import sidecar_dict
+from llamasc.pool.sidecar import sidecar_dict
 from llamasc.server._request import header_text
 from llamasc.server._types import SidecarInfoLike
 from llamasc.server.model_meta import model_meta_json

@@ -425,8 +425,8 @@ async def _cause(lease: LeaseLike, where: str, err: LlamascError) -> LlamascErro
     """``err``, or a 502 naming the RPC worker that went away when the sidecar's model is
     spread over workers and one of them no longer answers (llama-server aborts when it loses
     one mid-request: its broken connection is the symptom, the worker the cause)."""
-    child = getattr(lease, "child", None)  # the real pool's leases have it
-    workers = rpc_workers(getattr(child, "flags", ()))
+    sidecar = getattr(lease, "sidecar", None)  # the real pool's leases have it
+    workers = rpc_workers(getattr(sidecar, "flags", ()))
     if not workers:
         return err
     try:

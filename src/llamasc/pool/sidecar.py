@@ -1,8 +1,8 @@
-"""What the pool knows about each child, and what it hands to callers.
+"""What the pool knows about each sidecar, and what it hands to callers.
 
-``ChildHandle`` and ``Launcher`` are the only things the pool needs from a llama-server
-process; they are :mod:`llamasc.process.launcher`'s ``ServerHandle`` and ``Launcher``
-(``llamasc.process.LlamaServer`` satisfies them, and tests pass recording fakes).
+``ServerHandle`` and ``Launcher``, from :mod:`llamasc.process.launcher`, are the only things
+the pool needs from a llama-server process (``llamasc.process.LlamaServer`` satisfies them,
+and tests pass recording fakes).
 """
 
 from __future__ import annotations
@@ -14,14 +14,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from llamasc.process.launcher import Launcher
-from llamasc.process.launcher import ServerHandle as ChildHandle
+from llamasc.process.launcher import Launcher, ServerHandle
 from llamasc.process.rpc import rpc_workers
 
 
 @dataclass(eq=False)
-class Child:
-    """One child of the pool, from its Start to its exit (mutable; the pool owns it)."""
+class Sidecar:
+    """One sidecar of the pool, from its Start to its exit (mutable; the pool owns it)."""
 
     key: str
     model_id: str
@@ -29,7 +28,7 @@ class Child:
     port: int
     restarts: int
     started: float = field(default_factory=time.time)
-    handle: ChildHandle | None = None
+    handle: ServerHandle | None = None
     ready_at: float | None = None
     stopping: bool = False
     stop_reason: str = ""
@@ -110,44 +109,44 @@ def sidecar_dict(info: Any) -> dict[str, Any]:
 class TimeoutSink(Protocol):
     """Who hears that a leased sidecar timed out (the pool; no import of it needed here)."""
 
-    def child_timed_out(self, child: Child) -> None: ...
+    def sidecar_timed_out(self, sidecar: Sidecar) -> None: ...
 
 
 class Lease:
     """The right to send requests to one ready sidecar until the lease is released."""
 
-    __slots__ = ("_child", "_pool", "key", "model_id", "port", "released", "req_id", "timings")
+    __slots__ = ("_pool", "_sidecar", "key", "model_id", "port", "released", "req_id", "timings")
 
-    def __init__(self, pool: TimeoutSink, req_id: int, child: Child) -> None:
+    def __init__(self, pool: TimeoutSink, req_id: int, sidecar: Sidecar) -> None:
         self._pool = pool
-        self._child = child
+        self._sidecar = sidecar
         self.req_id = req_id
-        self.key = child.key
-        self.model_id = child.model_id
-        self.port = child.port
+        self.key = sidecar.key
+        self.model_id = sidecar.model_id
+        self.port = sidecar.port
         self.released = False
         self.timings: dict[str, Any] | None = None  # of this lease's answer, for the metrics
 
     @property
     def base_url(self) -> str:
-        return self._child.base_url
+        return self._sidecar.base_url
 
     @property
-    def child(self) -> Child:
-        return self._child
+    def sidecar(self) -> Sidecar:
+        return self._sidecar
 
     def record(self, timings: dict[str, Any] | None) -> None:
         """Remember the ``timings`` of the last answer, shown by ``llamasc ps``."""
         if timings is not None:
-            self._child.last_timings = timings
+            self._sidecar.last_timings = timings
             self.timings = timings
 
     def report_timeout(self) -> None:
         """The sidecar did not answer in time: that counts as a failed health check."""
-        self._pool.child_timed_out(self._child)
+        self._pool.sidecar_timed_out(self._sidecar)
 
     def __repr__(self) -> str:
         return f"<Lease {self.model_id} {self.key[:12]} port={self.port}>"
 
 
-__all__ = ["Child", "ChildHandle", "Launcher", "Lease", "SidecarInfo", "sidecar_dict"]
+__all__ = ["Launcher", "Lease", "ServerHandle", "Sidecar", "SidecarInfo", "sidecar_dict"]
