@@ -8,7 +8,8 @@ whose one slot was streaming). These pin down both halves, synchronously."""
 from __future__ import annotations
 
 from llamasc.pool.admission import Profile
-from llamasc.pool.scheduler import Grant, Scheduler, Start, Stop
+from llamasc.pool.effects import Grant, Start, Stop
+from llamasc.pool.scheduler import Scheduler
 
 SMOL = Profile(model="smol", need={"host": 1e9})
 GEMMA = Profile(model="gemma", need={"host": 1e9})

@@ -7,9 +7,10 @@ from pathlib import Path
 
 from llamasc.config.gguf_meta import GGUFMeta
 from llamasc.config.models import ModelEntry
+from llamasc.pool.effects import Grant, Start, Stop
 from llamasc.pool.eviction import SidecarState
 from llamasc.pool.model_args import model_base_args, model_defaults
-from llamasc.pool.scheduler import Grant, Scheduler, Start, Stop
+from llamasc.pool.scheduler import Scheduler
 
 
 def ready_one(s: Scheduler, req: int, key: str, now: float = 0.0) -> None:

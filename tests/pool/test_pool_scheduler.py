@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from llamasc.pool.effects import Grant, Reject, Start, Stop
 from llamasc.pool.eviction import SidecarState
-from llamasc.pool.scheduler import Grant, Reject, Scheduler, Start, Stop
+from llamasc.pool.scheduler import Scheduler
 
 
 def ready_one(s: Scheduler, req: int, key: str, now: float = 0.0) -> None:

@@ -11,8 +11,9 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from llamasc.pool.effects import Effect, Grant, Reject, Start, Stop
 from llamasc.pool.eviction import SidecarState
-from llamasc.pool.scheduler import Effect, Grant, Reject, Scheduler, Start, Stop
+from llamasc.pool.scheduler import Scheduler
 
 KEYS = st.sampled_from(["a", "b", "c", "d"])
 MAX = 2

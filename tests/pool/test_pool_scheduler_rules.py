@@ -9,8 +9,9 @@ from __future__ import annotations
 import pytest
 
 from llamasc.pool.admission import Group, Profile, check_pins
+from llamasc.pool.effects import Grant, Reject, Start, Stop
 from llamasc.pool.eviction import SidecarState
-from llamasc.pool.scheduler import Grant, Reject, Scheduler, Start, Stop
+from llamasc.pool.scheduler import Scheduler
 
 GIB = 1024**3
 

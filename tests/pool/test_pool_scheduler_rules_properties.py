@@ -16,7 +16,8 @@ from hypothesis.stateful import invariant, rule
 from test_pool_scheduler_properties import MAX, TIMEOUT, PoolModel
 
 from llamasc.pool.admission import Group, Profile
-from llamasc.pool.scheduler import Effect, Grant, Scheduler, Stop
+from llamasc.pool.effects import Effect, Grant, Stop
+from llamasc.pool.scheduler import Scheduler
 
 BUDGET = 10
 PROFILES = {

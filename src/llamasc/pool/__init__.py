@@ -18,10 +18,11 @@ watches them.
 """
 
 from llamasc.pool.config import PoolConfig
+from llamasc.pool.effects import Grant, Reject, Start, Stop
 from llamasc.pool.eviction import SidecarState, choose_victim
 from llamasc.pool.pool import Pool
 from llamasc.pool.ports import DEFAULT_PORT_RANGE, PortAllocator, parse_port_range
-from llamasc.pool.scheduler import Grant, Reject, Scheduler, Start, Stop
+from llamasc.pool.scheduler import Scheduler
 from llamasc.pool.sidecar import Launcher, Lease, ServerHandle, Sidecar, SidecarInfo
 
 # The old names, kept for one release: they go in the next one.

@@ -39,9 +39,10 @@ from llamasc.flags import merge_flags, sidecar_key
 from llamasc.pool.admission import SLOTS, Profile, check_pins
 from llamasc.pool.budget import default_budget, measure
 from llamasc.pool.config import PoolConfig
+from llamasc.pool.effects import Effect, Grant, Reject, Start, Stop
 from llamasc.pool.memory import Projector
 from llamasc.pool.model_args import model_base_args
-from llamasc.pool.scheduler import Effect, Grant, Reject, Scheduler, Start, Stop
+from llamasc.pool.scheduler import Scheduler
 from llamasc.pool.sidecar import Launcher, Lease, Sidecar, SidecarInfo
 from llamasc.pool.sidecars import Sidecars
 

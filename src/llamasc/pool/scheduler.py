@@ -62,12 +62,10 @@ from llamasc.pool.effects import (
     Effect,
     Grant,
     Reject,
-    RejectReason,
     RequestId,
     SidecarRecord,
     Start,
     Stop,
-    StopReason,
     View,
     Waiter,
 )
@@ -454,15 +452,4 @@ class Scheduler:
         return Start(w.key)
 
 
-__all__ = [
-    "Effect",
-    "Grant",
-    "Reject",
-    "RejectReason",
-    "RequestId",
-    "Scheduler",
-    "SidecarRecord",
-    "Start",
-    "Stop",
-    "StopReason",
-]
+__all__ = ["Scheduler"]  # its effects and records: llamasc.pool.effects
