@@ -18,6 +18,7 @@ import httpx
 from free_ports import free_port, free_port_block
 from llamasc.config.settings import Settings
 from llamasc.errors import LlamascError, NotFoundError, UnknownModelError
+from llamasc.pool.upstream import Upstream
 from llamasc.server import Daemon
 
 if TYPE_CHECKING:
@@ -91,6 +92,7 @@ class FakeInfo:
     in_flight: int = 0
     requests_served: int = 0
     last_timings: Mapping[str, Any] | None = None
+    upstream: Upstream | None = None  # the real pool's children own theirs the same way
 
 
 @dataclass
@@ -109,6 +111,12 @@ class FakeLease:
     @property
     def port(self) -> int:
         return self.info.port
+
+    @property
+    def upstream(self) -> Upstream:
+        if self.info.upstream is None:
+            self.info.upstream = Upstream(self.base_url)
+        return self.info.upstream
 
     def record(self, timings: Mapping[str, Any]) -> None:
         self.info.last_timings = dict(timings)
@@ -132,6 +140,9 @@ class FakePool:
 
     async def close(self, grace: float | None = None) -> None:
         self.closed += 1
+        for info in self.infos.values():
+            if info.upstream is not None:
+                info.upstream.close()
 
     @asynccontextmanager
     async def lease(self, model_id: str, user_flags: Sequence[str]) -> AsyncIterator[FakeLease]:
@@ -158,21 +169,21 @@ class FakePool:
             raise NotFoundError(f"no sidecar {key_prefix}")
         return hits[0]
 
-    async def stop_sidecar(self, key_prefix: str) -> FakeInfo:
-        info = self.find(key_prefix)
+    def _drop(self, info: FakeInfo) -> FakeInfo:
+        """A stopped sidecar is gone with its connections, as the real pool's children are."""
         del self.infos[info.hash]
+        if info.upstream is not None:
+            info.upstream.close()
         return info
 
+    async def stop_sidecar(self, key_prefix: str) -> FakeInfo:
+        return self._drop(self.find(key_prefix))
+
     async def stop_model(self, model_id: str) -> list[FakeInfo]:
-        gone = [i for i in self.infos.values() if i.model == model_id]
-        for i in gone:
-            del self.infos[i.hash]
-        return gone
+        return [self._drop(i) for i in list(self.infos.values()) if i.model == model_id]
 
     async def stop_all(self) -> list[FakeInfo]:
-        gone = list(self.infos.values())
-        self.infos.clear()
-        return gone
+        return [self._drop(i) for i in list(self.infos.values())]
 
     def logs(self, key_prefix: str, n: int = 200) -> list[str]:
         return [f"line {i}" for i in range(n)][-n:]

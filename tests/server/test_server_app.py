@@ -267,26 +267,6 @@ async def test_sidecar_logs_and_stop(client: httpx.AsyncClient, fake_pool: FakeP
     assert (await client.delete("/sidecars", params={"all": "1"})).json()["stopped"] == []
 
 
-async def test_a_stopping_sidecar_loses_its_idle_connections_at_once(
-    make_app: AppFactory, fake_pool: FakePool
-) -> None:
-    """An idle keep-alive connection delays llama-server's exit by ~0.1 s: on every swap."""
-    fake_pool.on_change = None  # type: ignore[attr-defined]  # as the real pool has it
-    app = make_app()
-    state = app.llamasc
-    assert fake_pool.on_change == state.upstreams.sweep  # type: ignore[attr-defined]
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://llamasc") as c:
-        assert (await c.post("/v1/chat/completions", json=chat("m1"))).status_code == 200
-    (info,) = fake_pool.sidecars()
-    up = state.upstreams._by_key[info.hash]
-    assert len(up._idle) == 1
-    info.state = "stopping"
-    fake_pool.on_change()  # type: ignore[attr-defined]
-    assert not up._idle
-    assert info.hash not in state.upstreams._by_key
-
-
 async def test_props_are_those_of_the_models_sidecar(
     make_app: AppFactory, client: httpx.AsyncClient, fake_pool: FakePool
 ) -> None:

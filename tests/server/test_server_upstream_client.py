@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from llamasc.server import upstream as upstream_mod
-from llamasc.server.upstream import Upstream
-from llamasc.server.upstream_conn import (
+from llamasc.pool import upstream as upstream_mod
+from llamasc.pool.upstream import Upstream
+from llamasc.pool.upstream_conn import (
     Connection,
     Timeouts,
     UpstreamClosed,

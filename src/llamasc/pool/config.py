@@ -13,6 +13,7 @@ from llamasc.config.scheduling import (
 from llamasc.errors import ConfigError
 from llamasc.pool.admission import Group
 from llamasc.pool.ports import DEFAULT_PORT_RANGE, check_port_range
+from llamasc.pool.upstream_conn import Timeouts
 
 
 @dataclass
@@ -31,6 +32,8 @@ class PoolConfig:
       exiting sidecar is then not counted), instead of after its exit.
     - ``state_file``: where live sidecars are recorded, to reap them after a crash.
     - ``log_dir``: each sidecar's log goes to ``<log_dir>/<hash[:16]>.log`` when set.
+    - ``upstream_timeouts``: of the keep-alive connections each ready sidecar owns
+      (``pool.upstream``): first byte and mid-answer silence.
 
     Scheduling (``config.scheduling`` documents each):
 
@@ -68,6 +71,7 @@ class PoolConfig:
     slot_cache: Path | None = None
     slot_cache_min_tokens: int = DEFAULT_SLOT_CACHE_MIN_TOKENS
     slot_cache_size: int = DEFAULT_SLOT_CACHE_SIZE
+    upstream_timeouts: Timeouts = field(default_factory=Timeouts)
 
     def __post_init__(self) -> None:
         if self.max_sidecars < 1:

@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from llamasc.errors import UpstreamError
+from llamasc.pool.upstream import Upstream
 from llamasc.process.launcher import Launcher, ServerHandle
 from llamasc.process.rpc import rpc_workers
 
@@ -36,6 +38,9 @@ class Sidecar:
     requests_served: int = 0
     last_timings: dict[str, Any] | None = None
     memory_measured: dict[str, int] | None = None
+    # its keep-alive connections: opened once it is ready, retired when it starts stopping,
+    # closed when it is gone (this sidecar's, so nobody has to sweep them)
+    upstream: Upstream | None = None
     start_task: asyncio.Task[None] | None = None
     gone: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -134,6 +139,14 @@ class Lease:
     @property
     def sidecar(self) -> Sidecar:
         return self._sidecar
+
+    @property
+    def upstream(self) -> Upstream:
+        """The sidecar's own connections (a lease is granted only to a ready sidecar)."""
+        up = self._sidecar.upstream
+        if up is None:
+            raise UpstreamError(f"sidecar {self.key[:12]} for {self.model_id!r} is not ready")
+        return up
 
     def record(self, timings: dict[str, Any] | None) -> None:
         """Remember the ``timings`` of the last answer, shown by ``llamasc ps``."""

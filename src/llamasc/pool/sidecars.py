@@ -23,6 +23,7 @@ from llamasc.pool.config import PoolConfig
 from llamasc.pool.ports import PortAllocator
 from llamasc.pool.sidecar import Launcher, ServerHandle, Sidecar
 from llamasc.pool.slotcache import SlotCache, SlotReport
+from llamasc.pool.upstream import Upstream
 from llamasc.process.opaque import OpaqueBackend, OpaqueSpec
 from llamasc.process.ports import retry_lost_port
 from llamasc.process.rpc import check_workers, probe, rpc_workers
@@ -221,6 +222,7 @@ class Sidecars:
             if report.slots or report.failed:
                 self.last_restore[key] = report
         sidecar.handle = handle
+        sidecar.upstream = Upstream(handle.base_url, self.config.upstream_timeouts)
         sidecar.ready_at = time.time()
         if self._state_file is not None:
             from llamasc.process.reaper import ChildRecord
@@ -247,6 +249,13 @@ class Sidecars:
             return
         sidecar.stopping = True
         sidecar.stop_reason = sidecar.stop_reason or reason
+        if sidecar.upstream is not None:
+            # at shutdown every connection goes now (requests in flight had their grace);
+            # otherwise idle ones now, busy ones after their answer
+            if reason == "shutdown":
+                sidecar.upstream.close()
+            else:
+                sidecar.upstream.retire()
         log.info("stopping %s for %s (%s)", key[:12], sidecar.model_id, sidecar.stop_reason)
         if sidecar.handle is None:
             if sidecar.start_task is not None:
@@ -301,6 +310,8 @@ class Sidecars:
             self._state_file.remove(sidecar.handle.pid)
         if self._by_key.get(sidecar.key) is sidecar:
             del self._by_key[sidecar.key]
+        if sidecar.upstream is not None:
+            sidecar.upstream.close()
         sidecar.gone.set()
         self._events.sidecar_state(sidecar, "exited" if failed is None else "failed", failed)
         if failed is not None:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from llamasc.pool.upstream import Upstream
 
 
 class LeaseLike(Protocol):
@@ -18,6 +21,8 @@ class LeaseLike(Protocol):
     def base_url(self) -> str: ...
     @property
     def port(self) -> int: ...
+    @property
+    def upstream(self) -> Upstream: ...
     def record(self, timings: dict[str, Any]) -> None: ...
 
 

@@ -162,7 +162,6 @@ class Admin:
         raise RequestError("say which sidecars to stop: ?model=ID or ?all=1")
 
     def _stopped(self, infos: Sequence[SidecarInfoLike]) -> JSONResponse:
-        self.state.upstreams.sweep()
         return JSONResponse({"stopped": [sidecar_json(i) for i in infos]})
 
 

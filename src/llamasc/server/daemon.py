@@ -28,6 +28,7 @@ from llamasc.config import ModelCatalog, find_llama_server
 from llamasc.config.settings import Settings, check_bind_security, check_tls
 from llamasc.errors import ConfigError, FlagError
 from llamasc.flags import DEFAULT_BASE_ARGS, FlagPolicy, fix_legacy_base_args, validate_flags
+from llamasc.pool.upstream_conn import Timeouts
 from llamasc.server._httpbounds import BoundedHttpToolsProtocol, HttpBounds, default_max_connections
 from llamasc.server.app import LlamascApp, create_app
 from llamasc.server.cors import split_cors_origins
@@ -353,6 +354,10 @@ class Daemon:
             overlap_swaps=settings.overlap_swaps,
             state_file=settings.resolved_state_file,
             log_dir=settings.resolved_log_dir,
+            upstream_timeouts=Timeouts(
+                first_byte=settings.upstream_first_byte_timeout,
+                idle=settings.upstream_idle_timeout,
+            ),
             **scheduling_config(settings, catalog),
         )
         self.pool = Pool(config, catalog, binary, base_args, launcher=launcher)

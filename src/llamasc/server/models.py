@@ -188,7 +188,6 @@ async def unload_model(st: DaemonState, request: Request) -> JSONResponse:
     if not _running(st, model):
         raise RequestError(f"model is not running: {model!r}")
     await st.pool.stop_model(model)
-    st.upstreams.sweep()
     return JSONResponse({"success": True})
 
 

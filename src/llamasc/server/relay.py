@@ -31,6 +31,12 @@ from llamasc.errors import (
     UpstreamError,
     UpstreamTimeoutError,
 )
+from llamasc.pool.upstream_conn import (
+    Connection,
+    UpstreamConnectError,
+    UpstreamIOError,
+    UpstreamTimeout,
+)
 from llamasc.process.rpc import check_workers, rpc_workers
 from llamasc.server._request import header_text, read_body
 from llamasc.server._types import LeaseLike
@@ -47,12 +53,6 @@ from llamasc.server.loading import LoadingStream, wants_loading_state
 from llamasc.server.messages import MESSAGES_PATH, MessageStart
 from llamasc.server.routes import SLOT_ACTION, Route
 from llamasc.server.state import DaemonState
-from llamasc.server.upstream_conn import (
-    Connection,
-    UpstreamConnectError,
-    UpstreamIOError,
-    UpstreamTimeout,
-)
 
 log = logging.getLogger(__name__)
 
@@ -336,7 +336,7 @@ class Proxy:
         """Send one request to the lease's llama-server and relay its answer; ``opens``: the
         model of an Anthropic Messages request (its stream must open with ``message_start``,
         see :mod:`llamasc.server.messages`)."""
-        up = self.state.upstreams.for_lease(lease)
+        up = lease.upstream  # the sidecar's own keep-alive connections
         fwd.append((b"content-length", b"%d" % len(body)))
         where = f"llama-server for {lease.model_id!r} on port {lease.port}"
         try:

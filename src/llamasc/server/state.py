@@ -17,8 +17,6 @@ from llamasc.config.settings import Settings
 from llamasc.server._types import PoolLike
 from llamasc.server.flaggate import FlagGate
 from llamasc.server.observing import build_observer
-from llamasc.server.upstream import Upstreams
-from llamasc.server.upstream_conn import Timeouts
 
 if TYPE_CHECKING:
     from llamasc.server.rescan import ModelRescanner, RescanReport
@@ -57,15 +55,6 @@ class DaemonState:
         self.catalog = catalog
         self.gate = gate
         self.llama_server = llama_server
-        self.upstreams = Upstreams(
-            lambda: (s.hash for s in pool.sidecars() if s.state != "stopping"),
-            Timeouts(
-                first_byte=settings.upstream_first_byte_timeout,
-                idle=settings.upstream_idle_timeout,
-            ),
-        )
-        if hasattr(pool, "on_change"):  # the real pool: hear of stops as they begin
-            pool.on_change = self.upstreams.sweep
         self.body_limit = settings.body_limit
         # models whose config says `embeddings = false`: no route-implied --embedding/--reranking
         self.no_modes = frozenset(m for m, ms in settings.models.items() if not ms.embeddings)
@@ -192,17 +181,19 @@ class DaemonState:
         return await self.rescanner.rescan(self)
 
     async def shutdown(self) -> None:
-        """Refuse new requests, close upstream connections, stop every child. Idempotent."""
+        """Refuse new requests, stop every sidecar (which closes its connections). Idempotent."""
         self.draining = True
         if self._closed:
             return
         self._closed = True
         for task in list(self.background):
             task.cancel()
-        await self.upstreams.aclose()
         for peers in (self.peers, *self._old_peers):
             await peers.aclose()
         await self.pool.close(grace=self.settings.stop_grace)
+        # The event loop closes the sockets of the connections the sidecars just closed on
+        # its next turn: take that turn here, before whoever runs us closes the loop.
+        await asyncio.sleep(0)
         log.info("all sidecars stopped")
         if self.observer is not None:
             self.observer.close()

@@ -60,14 +60,12 @@ class SwapRoutes:
 
     async def unload_all(self, request: Request) -> PlainTextResponse:
         await self.state.pool.stop_all()
-        self.state.upstreams.sweep()
         return PlainTextResponse("OK")
 
     async def unload_one(self, request: Request) -> JSONResponse:
         name = str(request.path_params["model"])
         model = self.state.catalog.get(name).id  # 404 (listing the ids) for an unknown one
         stopped = await self.state.pool.stop_model(model)
-        self.state.upstreams.sweep()
         return JSONResponse({"msg": "ok", "model": model, "stopped": len(stopped)})
 
     async def logs(self, request: Request) -> PlainTextResponse:

@@ -1,11 +1,11 @@
-"""Keep-alive connections to the sidecars: a small pool of :class:`Connection` per sidecar.
+"""Keep-alive connections to a sidecar: a small pool of :class:`Connection`, owned by it.
 
-A pool is created the first time a sidecar is leased and retired as soon as the sidecar
-starts stopping (the pool says so through its ``on_change`` hook; also checked when another
-sidecar appears, and everything is closed at shutdown), so idle sockets neither delay a
-child's exit nor pile up.
+The pool's sidecars open theirs when they are ready, retire it as soon as they start
+stopping (idle sockets close at once, busy ones after their answer) and close it when they
+are gone, so idle sockets neither delay a sidecar's exit nor pile up, and nothing has to sweep
+them (:mod:`llamasc.pool.sidecars`). A lease hands it to the relay (``lease.upstream``).
 
-Idle connections are reused newest first. One is dropped before use when the child closed it
+Idle connections are reused newest first. One is dropped before use when the sidecar closed it
 or sent anything while it was idle, or when it idled longer than :data:`KEEPALIVE_EXPIRY`.
 The close can still race our write: a request that fails on a *reused* connection before any
 response byte arrived is retried once on a brand-new connection (which is closed after that
@@ -18,11 +18,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-from llamasc.server._types import LeaseLike
-from llamasc.server.upstream_conn import (
+from llamasc.pool.upstream_conn import (
     Connection,
     Timeouts,
     UpstreamClosed,
@@ -130,6 +129,9 @@ class Upstream:
         except OSError as exc:
             raise UpstreamConnectError(f"{exc.strerror or exc} ({self.host}:{self.port})") from None
         assert conn.transport is not None
+        if self.closed():  # closed while we connected: nobody would close this one
+            conn.close()
+            raise UpstreamClosed(f"connections to {self.base_url} were closed")
         sock = conn.transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -137,6 +139,10 @@ class Upstream:
             conn.on_release = self._put_idle
         self._open.add(conn)
         return conn
+
+    def closed(self) -> bool:
+        """Retired or closed: no new connections."""
+        return self._closed
 
     def retire(self) -> None:
         """Take no more requests: idle connections close now, busy ones after their answer.
@@ -158,41 +164,4 @@ class Upstream:
         self._open.clear()
 
 
-class Upstreams:
-    """Upstream per sidecar key. ``live_keys`` tells which sidecars exist and are not stopping."""
-
-    def __init__(
-        self, live_keys: Callable[[], Iterable[str]], timeouts: Timeouts = TIMEOUTS
-    ) -> None:
-        self._live_keys = live_keys
-        self._timeouts = timeouts
-        self._by_key: dict[str, Upstream] = {}
-
-    def __len__(self) -> int:
-        return len(self._by_key)
-
-    def for_lease(self, lease: LeaseLike) -> Upstream:
-        up = self._by_key.get(lease.key)
-        if up is not None and up.base_url == lease.base_url:
-            return up
-        if up is not None:  # same flags, new child (it was restarted): old sockets are dead
-            up.close()
-        up = self._by_key[lease.key] = Upstream(lease.base_url, self._timeouts)
-        self.sweep(keep=lease.key)
-        return up
-
-    def sweep(self, keep: str | None = None) -> None:
-        """Retire the connections of sidecars that are gone or on their way out."""
-        live = set(self._live_keys())
-        for key in [k for k in self._by_key if k not in live and k != keep]:
-            self._by_key.pop(key).retire()
-
-    async def aclose(self) -> None:
-        """Close every sidecar's connections (at shutdown)."""
-        ups = list(self._by_key.values())
-        self._by_key.clear()
-        for up in ups:
-            up.close()
-
-
-__all__ = ["KEEPALIVE_EXPIRY", "MAX_IDLE", "TIMEOUTS", "Upstream", "Upstreams"]
+__all__ = ["KEEPALIVE_EXPIRY", "MAX_IDLE", "TIMEOUTS", "Upstream"]
