@@ -75,6 +75,12 @@ def test_keys_not_acted_on_are_warned_about_one_by_one() -> None:
     assert "peers" not in warnings
 
 
+def test_a_models_timeouts_are_warned_about_not_dropped_silently(tmp_path: Path) -> None:
+    _, warnings = to_native(full(), base=tmp_path)
+    (line,) = [w for w in warnings if "models -> gemma -> timeouts" in w]
+    assert line.startswith("models -> gemma -> timeouts -> connect: not acted on")
+
+
 def test_native_settings_carry_the_scheduling_and_listing_keys(tmp_path: Path) -> None:
     data, warnings = to_native(full(), base=tmp_path)
     smol = data["models"]["smol"]

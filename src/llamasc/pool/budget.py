@@ -1,8 +1,9 @@
 """What the devices have free (the default memory budget) and what a sidecar really holds.
 
-- Host RAM through psutil; NVIDIA GPUs through ``nvidia-smi``; AMD GPUs through ``amd-smi``
-  or ``rocm-smi``. A tool that is missing or fails contributes nothing; no device readable
-  at all means no memory budget (the pool then counts sidecars only).
+- Host RAM through psutil; NVIDIA GPUs through ``nvidia-smi``; AMD GPUs through
+  ``rocm-smi`` (``amd-smi`` is not read yet). A tool that is missing or fails contributes
+  nothing; no device readable at all means no memory budget (the pool then counts sidecars
+  only).
 - The default budget is what each device reports free at start-up minus a margin (10% of
   it, at least 512 MiB), so the daemon does not plan on the last byte.
 - A ready sidecar's real hold: its RSS (host) and, on NVIDIA, the per-process memory the driver

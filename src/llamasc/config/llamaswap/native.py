@@ -80,6 +80,12 @@ def to_native(cfg: SwapConfig, *, base: Path | None = None) -> tuple[dict[str, A
                 "host, port, alias and auth of its children)"
             )
         models[mid] = _model(m, cfg, base)
+        for key in sorted(m.timeouts):
+            warnings.append(
+                f"models -> {mid} -> timeouts -> {key}: not acted on by llamasc (its upstream "
+                "timeouts are the daemon's: --upstream-first-byte-timeout, "
+                "--upstream-idle-timeout)"
+            )
     data: dict[str, Any] = {"models": models}
     peers: dict[str, dict[str, Any]] = {}
     for pid, p in cfg.peers.items():
