@@ -183,7 +183,7 @@ def test_swap_keeps_one_member_of_a_group_loaded() -> None:
     up(s, 1, "a", p=P("ma"))
     up(s, 2, "x", p=P("mx"))  # not in the group: untouched
     s.released(1, 1.0)
-    assert s.request(3, "b", 2.0, P("mb")) == [Stop("a", "evict")]
+    assert s.request(3, "b", 2.0, P("mb")) == [Stop("a", "group")]
     assert s.stopped("a", 3.0) == [Start("b")]
 
 
@@ -192,7 +192,7 @@ def test_swap_waits_for_a_busy_member() -> None:
     s = Scheduler(max_sidecars=4, queue_timeout=60, groups=g)
     up(s, 1, "a", p=P("ma"))
     assert s.request(2, "b", 1.0, P("mb")) == []
-    assert s.released(1, 2.0) == [Stop("a", "evict")]
+    assert s.released(1, 2.0) == [Stop("a", "group")]
 
 
 def test_without_swap_members_live_side_by_side() -> None:
@@ -215,7 +215,7 @@ def test_exclusive_stops_other_groups_and_ungrouped_models_but_not_persistent_on
     for r in (1, 2, 3):
         s.released(r, 1.0)
     effects = s.request(4, "big", 2.0, P("mbig"))
-    assert set(effects) == {Stop("o", "evict"), Stop("u", "evict")}
+    assert set(effects) == {Stop("o", "group"), Stop("u", "group")}
     # no member of another group is live any more: the stops in progress hold no claim by count
     starts = s.stopped("o", 3.0) + s.stopped("u", 3.0)
     assert starts == [Start("big")]

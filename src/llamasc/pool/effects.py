@@ -14,7 +14,9 @@ from llamasc.pool.admission import DEFAULT_PROFILE, Profile
 from llamasc.pool.eviction import SidecarState
 
 RequestId: TypeAlias = int
-StopReason: TypeAlias = Literal["evict", "drain", "ttl", "requested", "shutdown", "retired"]
+StopReason: TypeAlias = Literal[
+    "evict", "group", "drain", "ttl", "requested", "shutdown", "retired"
+]
 RejectReason: TypeAlias = Literal[
     "capacity", "start_failed", "shutting_down", "concurrency_limit", "insufficient_memory"
 ]

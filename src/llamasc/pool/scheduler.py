@@ -433,9 +433,11 @@ class Scheduler:
             if plan is None:
                 break
             stops, drains = plan
+            conflicting = {r.key for r in must}
             for r in stops:
                 self._sidecars[r.key].state = SidecarState.STOPPING
-                effects.append(Stop(r.key, "evict"))
+                # a member of a conflicting group goes for the group; others make room
+                effects.append(Stop(r.key, "group" if r.key in conflicting else "evict"))
             for r in drains:
                 self._sidecars[r.key].draining = True
             # an overlapped swap need not wait for the exit; a group's swap always does
