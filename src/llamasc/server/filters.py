@@ -33,7 +33,8 @@ class ModelFilter:
         if not isinstance(data, dict):
             return body
         for key in self.strip:
-            data.pop(key, None)
+            if key != "model":
+                data.pop(key, None)
         data.update(self.set_params)
         data.update(self.by_id.get(requested, {}))
         if self.model_name:
