@@ -1,5 +1,5 @@
-"""llama-swap's request filters applied to a body: stripParams, setParams, setParamsByID
-(keyed by the name the client asked for) and useModelName."""
+"""llama-swap's request filters applied to a body (stripParams, setParams, setParamsByID
+keyed by the name the client asked for, useModelName) and its includeAliasesInList."""
 
 from __future__ import annotations
 
@@ -74,3 +74,15 @@ def test_body_filters_find_a_model_by_its_alias_and_leave_others_alone() -> None
     untouched = json.dumps({"model": "other", "top_p": 0.5}).encode()
     assert filters.apply("other", untouched) is untouched  # no filter: not even re-serialised
     assert not BodyFilters(catalog, {"other": ModelSettings()})
+
+
+def test_include_aliases_in_list_lists_each_alias_as_an_entry_of_its_own() -> None:
+    from llamasc.config.swapfields import ModelSwapFields
+    from llamasc.server.models import swap_listing
+
+    extra = ModelSwapFields(aliases=("coder-fast", "c"), name="Coder", metadata={"size": "7B"})
+    entry = {"id": "coder", "object": "model", "sidecars": []}
+    assert swap_listing(dict(entry), extra, with_aliases=False) == []
+    listed = swap_listing(dict(entry), extra, with_aliases=True)
+    assert [e["id"] for e in listed] == ["coder-fast", "c"]
+    assert all(e["name"] == "Coder" and e["meta"]["llamaswap"] == {"size": "7B"} for e in listed)
