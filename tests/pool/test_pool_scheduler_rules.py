@@ -274,7 +274,7 @@ def test_memory_is_admitted_per_device() -> None:
     up(s, 2, "b", p=b)  # another device: both fit
     s.released(1, 1.0)
     s.released(2, 2.0)  # b is the LRU overall, but only a frees cuda0
-    assert s.request(3, "c", 3.0, c) == [Stop("a", "evict")]
+    assert s.request(3, "c", 3.0, c) == [Stop("a", "memory")]
     assert s.stopped("a", 4.0) == [Start("c")]
     assert s.held() == {"cuda0": 6 * GIB, "cuda1": 6 * GIB, "host": 1 * GIB}
 
@@ -289,7 +289,7 @@ def test_models_spread_over_the_same_rpc_worker_share_its_budget() -> None:
     up(s, 2, "c", p=c)
     s.released(1, 1.0)
     s.released(2, 2.0)
-    assert s.request(3, "b", 3.0, b) == [Stop("a", "evict")]  # only a frees the worker
+    assert s.request(3, "b", 3.0, b) == [Stop("a", "memory")]  # only a frees the worker
     assert s.request(4, "x", 3.0, P("x", need={w: 30 * GIB}))[0] == Reject(
         4, "insufficient_memory", detail=f"x needs 30.0 GiB on {w}; the budget is 24.0 GiB"
     )
@@ -301,8 +301,8 @@ def test_several_idle_sidecars_are_stopped_until_the_newcomer_fits() -> None:
         up(s, i, k, now=float(i), p=P(k, need={"host": 3}))
         s.released(i, float(i))
     assert s.request(9, "d", 5.0, P("d", need={"host": 7})) == [
-        Stop("a", "evict"),
-        Stop("b", "evict"),
+        Stop("a", "memory"),
+        Stop("b", "memory"),
     ]
     s.stopped("a", 6.0)
     assert s.stopped("b", 6.0) == [Start("d")]
@@ -335,7 +335,7 @@ def test_a_busy_sidecar_is_never_stopped_for_memory() -> None:
     s = Scheduler(max_sidecars=4, queue_timeout=60, budget={"host": 10})
     up(s, 1, "a", p=P("a", need={"host": 6}))
     assert s.request(2, "b", 1.0, P("b", need={"host": 6})) == []
-    assert s.released(1, 2.0) == [Stop("a", "evict")]
+    assert s.released(1, 2.0) == [Stop("a", "memory")]
 
 
 def test_the_measured_size_counts_when_larger_than_the_projection() -> None:
@@ -346,7 +346,7 @@ def test_the_measured_size_counts_when_larger_than_the_projection() -> None:
     s.ready("b", 2.0)
     s.released(2, 2.5)
     s.measured("a", {"host": 8})
-    assert s.request(3, "c", 3.0, P("c", need={"host": 2})) == [Stop("a", "evict")]
+    assert s.request(3, "c", 3.0, P("c", need={"host": 2})) == [Stop("a", "memory")]
 
 
 def test_a_waiter_for_memory_keeps_its_claim_against_later_small_ones() -> None:
@@ -354,7 +354,7 @@ def test_a_waiter_for_memory_keeps_its_claim_against_later_small_ones() -> None:
     up(s, 1, "a", p=P("a", need={"host": 6}))
     assert s.request(2, "b", 1.0, P("b", need={"host": 8})) == []  # waits for busy a
     assert s.request(3, "c", 2.0, P("c", need={"host": 3})) == []  # would fit, but b first
-    assert s.released(1, 3.0) == [Stop("a", "evict")]
+    assert s.released(1, 3.0) == [Stop("a", "memory")]
     assert s.stopped("a", 4.0) == [Start("b")]
 
 
@@ -363,5 +363,5 @@ def test_a_stopping_child_still_holds_its_memory_even_with_overlap(overlap: int)
     s = Scheduler(max_sidecars=1, queue_timeout=60, overlap=overlap, budget={"host": 10})
     up(s, 1, "a", p=P("a", need={"host": 6}))
     s.released(1, 1.0)
-    assert s.request(2, "b", 2.0, P("b", need={"host": 6})) == [Stop("a", "evict")]
+    assert s.request(2, "b", 2.0, P("b", need={"host": 6})) == [Stop("a", "memory")]
     assert s.stopped("a", 3.0) == [Start("b")]

@@ -31,9 +31,9 @@ log = logging.getLogger(__name__)
 
 # Stop reasons of the pool that are evictions, under their metric names. Stops a user asked
 # for and the daemon's shutdown are not evictions. "lru": the least recently used idle
-# sidecar made room (for a count or for memory: the scheduler does not tell them apart yet);
-# "group": a member of a conflicting group; "drain": a busy one drained for a starving
-# waiter or a group; "ttl"; "reload": its model's configuration changed; "health".
+# sidecar made room for a count of sidecars; "memory": it made room on a device; "group": a
+# member of a conflicting group; "drain": a busy one drained for a starving waiter or a
+# group; "ttl"; "reload": its model's configuration changed; "health".
 _EVICTION_NAMES = {"evict": "lru", "unhealthy": "health", "retired": "reload"}
 _NOT_EVICTIONS = frozenset({"requested", "shutdown", ""})
 

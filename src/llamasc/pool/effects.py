@@ -15,7 +15,7 @@ from llamasc.pool.eviction import SidecarState
 
 RequestId: TypeAlias = int
 StopReason: TypeAlias = Literal[
-    "evict", "group", "drain", "ttl", "requested", "shutdown", "retired"
+    "evict", "memory", "group", "drain", "ttl", "requested", "shutdown", "retired"
 ]
 RejectReason: TypeAlias = Literal[
     "capacity", "start_failed", "shutting_down", "concurrency_limit", "insufficient_memory"

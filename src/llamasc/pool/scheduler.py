@@ -66,6 +66,7 @@ from llamasc.pool.effects import (
     SidecarRecord,
     Start,
     Stop,
+    StopReason,
     View,
     Waiter,
 )
@@ -434,10 +435,12 @@ class Scheduler:
                 break
             stops, drains = plan
             conflicting = {r.key for r in must}
+            # room is made for memory when a device (not the count of sidecars) is short
+            room: StopReason = "memory" if _short_of_memory(led.now, need) else "evict"
             for r in stops:
                 self._sidecars[r.key].state = SidecarState.STOPPING
                 # a member of a conflicting group goes for the group; others make room
-                effects.append(Stop(r.key, "group" if r.key in conflicting else "evict"))
+                effects.append(Stop(r.key, "group" if r.key in conflicting else room))
             for r in drains:
                 self._sidecars[r.key].draining = True
             # an overlapped swap need not wait for the exit; a group's swap always does
@@ -452,6 +455,11 @@ class Scheduler:
             w.key, SidecarState.STARTING, self._gen, profile=w.profile
         )
         return Start(w.key)
+
+
+def _short_of_memory(free: Usage, need: Usage) -> bool:
+    """A bounded memory device (not the count of sidecars) has less free than ``need``."""
+    return any(d != SLOTS and d in free and v > 0 and free[d] < v for d, v in need.items())
 
 
 __all__ = ["Scheduler"]  # its effects and records: llamasc.pool.effects

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 # Stops that make room (not an operator's stop, a crash, a retired model or the shutdown): the
 # sidecar's slots are saved first, so the same key starting again skips the prefill.
-SAVE_ON = frozenset({"evict", "group", "drain", "ttl"})
+SAVE_ON = frozenset({"evict", "memory", "group", "drain", "ttl"})
 
 
 class SidecarEvents(Protocol):
