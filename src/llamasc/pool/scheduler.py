@@ -459,7 +459,7 @@ class Scheduler:
 
 def _short_of_memory(free: Usage, need: Usage) -> bool:
     """A bounded memory device (not the count of sidecars) has less free than ``need``."""
-    return any(d != SLOTS and d in free and v > 0 and free[d] < v for d, v in need.items())
+    return not fits({d: v for d, v in free.items() if d != SLOTS}, need)
 
 
 __all__ = ["Scheduler"]  # its effects and records: llamasc.pool.effects
